@@ -1,0 +1,1 @@
+"""Training and evaluation of the expert heads (needs the `train` extra: scikit-learn)."""
