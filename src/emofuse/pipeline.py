@@ -1,0 +1,315 @@
+"""The analysis pipeline: media -> utterances (ASR) -> voice / face / text experts -> fusion -> result.
+
+Work is shared and overlapped: the audio is decoded once and ASR runs on one thread (CTranslate2 uses
+both cores) while the video is decoded and faces are analysed on another; the voice expert reads the
+encoder states ASR already computed; text is encoded in one batch per input.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import EmofuseError, InputError, MissingComponentError
+from .experts import ExpertOutput, LinearHead, shipped_head
+from .media import MediaOptions, Probe, decode_audio, decode_image, iter_frames, probe
+from .result import MODALITIES, AnalysisError, AnalysisResult, Segment
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    modalities: tuple[str, ...] = MODALITIES  # experts to run (subset of voice, face, text)
+    asr_model: str = "whisper-base"  # whisper-base | whisper-tiny.en | a CTranslate2 Whisper directory
+    language: str | None = None  # force the spoken/written language (ISO code); None = detect
+    beam_size: int = 1  # ASR beam; 1 = greedy (fastest), 5 = Whisper's default
+    fps: float = 5.0  # video frames sampled per second for the face expert
+    max_duration: float = 3600.0  # refuse longer media (seconds)
+    face_window: float = 4.0  # segment length for face-only timelines (video without speech)
+    threads: int = 2  # CPU threads for ASR
+    fusion: str = "late"  # fusion method (see emofuse.fusion.FUSIONS)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad or not self.modalities:
+            raise EmofuseError(f"unknown modalities {bad or '(none)'}; choose from {', '.join(MODALITIES)}")
+        if self.fps <= 0 or self.max_duration <= 0 or self.face_window <= 0:
+            raise EmofuseError("fps, max_duration and face_window must be positive")
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def script_language(text: str) -> str:
+    """Which text encoder suits a line: 'zh' style (CJK script) goes to the multilingual encoder."""
+    return "zh" if _CJK.search(text) else "en"
+
+
+class Analyzer:
+    """Loads the models once; ``analyze()`` many inputs. Thread-compatible, not thread-safe."""
+
+    def __init__(self, options: AnalyzerOptions = AnalyzerOptions()) -> None:
+        from . import fusion
+
+        self.options = options
+        self.media_options = MediaOptions(fps=options.fps, max_duration=options.max_duration)
+        self.fuse = fusion.build(options.fusion)
+        self._asr: Any = None
+        self._face: Any = None
+        self._voice_head: LinearHead | None = None
+        self._text: dict[str, tuple[Any, LinearHead]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emofuse")
+        t0 = time.perf_counter()
+        # Load what every media input needs, concurrently (CTranslate2 and LiteRT release the GIL).
+        futs = [self._pool.submit(self._load_asr)]
+        if "face" in options.modalities:
+            futs.append(self._pool.submit(self._load_face))
+        if "text" in options.modalities:
+            futs.append(self._pool.submit(self._text_expert, "en"))
+        for f in futs:
+            f.result()
+        self.load_seconds = time.perf_counter() - t0
+
+    # -- model loading ------------------------------------------------------------------------------
+    def _load_asr(self) -> Any:
+        if self._asr is None:
+            from .asr import ASROptions, WhisperASR
+
+            self._asr = WhisperASR(ASROptions(model=self.options.asr_model, language=self.options.language,
+                                              beam_size=self.options.beam_size, threads=self.options.threads))
+            if "voice" in self.options.modalities:
+                self._voice_head = self._find_voice_head()
+        return self._asr
+
+    def _find_voice_head(self) -> LinearHead | None:
+        from .store import COMPONENTS
+
+        name = self.options.asr_model
+        if name not in COMPONENTS:
+            return None  # a user's own Whisper: no head was trained on its encoder (noted per input)
+        head = shipped_head(f"voice-{name}")
+        want = COMPONENTS[name].sha256
+        if head.feature.get("model_sha256") not in (None, want):
+            raise MissingComponentError(f"voice head voice-{name} was trained on another encoder; retrain it "
+                                        "with `python -m emofuse.training.voice`")
+        return head
+
+    def _load_face(self) -> Any:
+        if self._face is None:
+            from .features.face import FaceAnalyzer, FaceOptions
+
+            self._face = FaceAnalyzer(FaceOptions())
+        return self._face
+
+    def _text_expert(self, lang: str) -> tuple[Any, LinearHead]:
+        key = "minilm-l6" if lang == "en" else "e5-small"
+        if key not in self._text:
+            from .features.text import get_encoder
+
+            self._text[key] = (get_encoder(key), shipped_head(f"text-{key}"))
+        return self._text[key]
+
+    # -- analysis -----------------------------------------------------------------------------------
+    def analyze(self, source: str | Path, on_progress: Progress | None = None) -> AnalysisResult:
+        """Analyse one media file (video, audio or image). Raises EmofuseError subclasses on bad input."""
+        t0 = time.perf_counter()
+        p = probe(source, self.media_options)
+        if p.kind == "image":
+            return self._analyze_image(p, t0)
+        return self._analyze_av(p, t0, on_progress)
+
+    def analyze_text(self, lines: str | Sequence[str], name: str = "<text>") -> AnalysisResult:
+        """Analyse text: one segment per line (a string is split on newlines; blank lines are skipped)."""
+        if "text" not in self.options.modalities:
+            raise EmofuseError("text input needs the text modality; add 'text' to --modalities")
+        items = [s.strip() for s in (lines.splitlines() if isinstance(lines, str) else lines)]
+        items = [s for s in items if s]
+        if not items:
+            raise InputError(f"{name}: no text to analyse (empty or blank lines only)")
+        t0 = time.perf_counter()
+        langs = [self.options.language or script_language(s) for s in items]
+        outs = self._run_text(items, langs)
+        segs = tuple(Segment(0.0, 0.0, s, lang, {"text": o}, self.fuse({"text": o}))
+                     for s, lang, o in zip(items, langs, outs))
+        return AnalysisResult(name, "text", 0.0, segs, (), {"total": time.perf_counter() - t0})
+
+    def analyze_many(self, sources: Sequence[str | Path]) -> list[AnalysisResult | AnalysisError]:
+        """Analyse several inputs; a bad one yields an AnalysisError and the rest go on."""
+        return [self.safe_analyze(s) for s in sources]
+
+    def safe_analyze(self, source: str | Path, on_progress: Progress | None = None) -> AnalysisResult | AnalysisError:
+        try:
+            return self.analyze(source, on_progress)
+        except EmofuseError as e:
+            return AnalysisError(str(source), str(e), type(e).__name__)
+        except Exception as e:  # a library failure on one input must not cost the batch
+            return AnalysisError(str(source), f"{source}: unexpected {type(e).__name__}: {e}", "InternalError")
+
+    # -- stages -------------------------------------------------------------------------------------
+    def _analyze_image(self, p: Probe, t0: float) -> AnalysisResult:
+        if "face" not in self.options.modalities:
+            raise InputError(f"{p.path}: an image has only a face to analyse; add 'face' to --modalities")
+        obs = self._load_face().analyze_image(decode_image(p))
+        if obs is None:
+            raise InputError(f"{p.path}: no face found; pass a photo with a visible, roughly frontal face "
+                             "(or a tight face crop)")
+        out = self._face.summarize([obs])
+        seg = Segment(0.0, 0.0, "", None, {"face": out}, self.fuse({"face": out}))
+        notes = ("the whole image was used as the face (no detection; looks like a face crop)",) \
+            if obs.mode == "whole-image" else ()
+        return AnalysisResult(str(p.path), "image", 0.0, (seg,), notes, {"total": time.perf_counter() - t0})
+
+    def _faces(self, p: Probe) -> tuple[list[float], list[Any], list[str], float]:
+        t = time.perf_counter()
+        face = self._load_face()
+        times: list[float] = []
+        obs: list[Any] = []
+        notes: list[str] = []
+        batch_t: list[float] = []
+        batch: list[np.ndarray] = []
+
+        def flush() -> None:
+            if batch:
+                obs.extend(face.analyze_frames(batch))
+                times.extend(batch_t)
+                batch.clear()
+                batch_t.clear()
+
+        try:
+            for ft, img in iter_frames(p, self.media_options):
+                batch.append(img)
+                batch_t.append(ft)
+                if len(batch) >= 16:
+                    flush()
+        except InputError as e:
+            notes.append(f"{e} (frames before it were used)")
+        flush()
+        return times, obs, notes, time.perf_counter() - t
+
+    def _analyze_av(self, p: Probe, t0: float, on_progress: Progress | None) -> AnalysisResult:
+        mods = self.options.modalities
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        face_fut: Future[tuple[list[float], list[Any], list[str], float]] | None = None
+        if p.has_video and "face" in mods:
+            face_fut = self._pool.submit(self._faces, p)
+        utts: list[Any] = []
+        speech_needed = "voice" in mods or "text" in mods
+        if p.has_audio and speech_needed:
+            t = time.perf_counter()
+            try:
+                audio, anotes = decode_audio(p)
+            except BaseException:
+                if face_fut is not None:
+                    face_fut.cancel()
+                raise
+            notes += anotes
+            timings["decode_audio"] = time.perf_counter() - t
+            t = time.perf_counter()
+            utts = self._load_asr().transcribe(audio, on_progress)
+            timings["asr"] = time.perf_counter() - t
+            if not utts:
+                notes.append("no speech detected: voice and text are absent")
+        elif speech_needed:
+            notes.append("no audio stream: voice and text are absent (pass --text to add words)")
+
+        face_times: np.ndarray = np.zeros(0)
+        face_obs: list[Any] = []
+        if face_fut is not None:
+            ft, face_obs, fnotes, timings["face"] = face_fut.result()
+            face_times = np.asarray(ft)
+            notes += fnotes
+            if not any(o is not None for o in face_obs):
+                notes.append("no face found in the sampled frames: face is absent")
+
+        spans = [(u.start, u.end) for u in utts]
+        if not spans and len(face_times) and any(o is not None for o in face_obs):
+            # No speech: give a face-only timeline in fixed windows so a silent video still gets an answer.
+            w = self.options.face_window
+            n = max(1, int(np.ceil((p.duration or (face_times[-1] + 1e-3)) / w)))
+            spans = [(i * w, min((i + 1) * w, p.duration or (i + 1) * w)) for i in range(n)]
+
+        t = time.perf_counter()
+        voice_outs: list[ExpertOutput | None] = [None] * len(utts)
+        if "voice" in mods and utts:
+            if self._voice_head is None:
+                notes.append(f"voice is absent: no voice head for ASR model {self.options.asr_model!r} "
+                             "(train one with `python -m emofuse.training.voice`)")
+            else:
+                X = np.stack([u.embedding for u in utts])
+                voice_outs = list(self._voice_head.predict(X))
+        timings["voice"] = time.perf_counter() - t
+        t = time.perf_counter()
+        text_outs: list[ExpertOutput | None] = [None] * len(utts)
+        if "text" in mods and utts:
+            text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts]))
+        timings["text"] = time.perf_counter() - t
+
+        segs = []
+        for i, (s, e) in enumerate(spans):
+            m: dict[str, ExpertOutput] = {}
+            if i < len(utts):
+                if voice_outs[i] is not None:
+                    m["voice"] = voice_outs[i]  # type: ignore[assignment]
+            fo = self._face_in(face_times, face_obs, s, e)
+            if fo is not None:
+                m["face"] = fo
+            if i < len(utts) and text_outs[i] is not None:
+                m["text"] = text_outs[i]  # type: ignore[assignment]
+            m = {k: m[k] for k in MODALITIES if k in m}
+            u = utts[i] if i < len(utts) else None
+            segs.append(Segment(s, e, u.text if u else "", u.language if u else None, m, self.fuse(m)))
+        timings["total"] = time.perf_counter() - t0
+        return AnalysisResult(str(p.path), p.kind, p.duration, tuple(segs), tuple(notes), timings)
+
+    def _face_in(self, times: np.ndarray, obs: list[Any], s: float, e: float) -> ExpertOutput | None:
+        if not len(times):
+            return None
+        idx = np.flatnonzero((times >= s) & (times <= e))
+        if not len(idx):  # a short segment between two sampled frames: take the nearest one
+            j = int(np.abs(times - (s + e) / 2).argmin())
+            idx = np.array([j]) if abs(times[j] - (s + e) / 2) <= 0.5 + (e - s) / 2 else idx
+        sel = [obs[i] for i in idx]
+        return self._face.summarize(sel) if sel else None
+
+    def _run_text(self, texts: list[str], langs: list[str]) -> list[ExpertOutput]:
+        outs: list[ExpertOutput | None] = [None] * len(texts)
+        for key in ("en", "other"):
+            idx = [i for i, lang in enumerate(langs) if (lang == "en") == (key == "en")]
+            if not idx:
+                continue
+            enc, head = self._text_expert(key)
+            X = enc.encode([texts[i] for i in idx])
+            for i, o in zip(idx, head.predict(X, encoder=enc.name)):
+                outs[i] = o
+        return [o for o in outs if o is not None]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_DEFAULT: dict[AnalyzerOptions, Analyzer] = {}
+
+
+def analyze(source: str | Path | None = None, *, text: str | Sequence[str] | None = None,
+            options: AnalyzerOptions | None = None, **kwargs: Any) -> AnalysisResult:
+    """One call: ``analyze("clip.mp4")`` or ``analyze(text="I can't believe it!")``.
+
+    ``kwargs`` are AnalyzerOptions fields. The analyzer is cached per options, so repeated calls
+    do not reload models."""
+    opts = options or AnalyzerOptions(**kwargs)
+    if opts not in _DEFAULT:
+        _DEFAULT[opts] = Analyzer(opts)
+    a = _DEFAULT[opts]
+    if (source is None) == (text is None):
+        raise EmofuseError("pass either a media path or text=..., not both or neither")
+    if text is not None:
+        return a.analyze_text(text)
+    return a.analyze(source)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""Analysis results: frozen dataclasses and their JSON / CSV forms (the documented output schema)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .experts import ExpertOutput
+from .taxonomy import EMOTIONS
+
+MODALITIES = ("voice", "face", "text")
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The fused answer for one segment."""
+
+    probs: dict[str, float]
+    label: str
+    confidence: float
+    valence: float
+    arousal: float
+    weights: dict[str, float]  # modality -> normalised fusion weight
+    method: str = "late"
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    language: str | None
+    modalities: dict[str, ExpertOutput]  # only the modalities that were present
+    fused: Fused | None
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    input: str
+    kind: str  # video | audio | image | text
+    duration: float
+    segments: tuple[Segment, ...]
+    notes: tuple[str, ...] = ()  # why a modality is absent, truncation, fallbacks
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Duration-weighted mean of the fused distributions (each segment counts at least 1 s, so that
+        image and text segments, which have no duration, weigh equally)."""
+        fused = [(s, s.fused) for s in self.segments if s.fused is not None]
+        used = sorted({m for s in self.segments for m in s.modalities}, key=MODALITIES.index)
+        out: dict[str, Any] = {"segments": len(self.segments), "modalities": used}
+        if fused:
+            w = np.array([max(1.0, s.end - s.start) for s, _ in fused])
+            P = np.array([[f.probs[e] for e in EMOTIONS] for _, f in fused])
+            p = (w[:, None] * P).sum(0) / w.sum()
+            out |= {
+                "label": EMOTIONS[int(p.argmax())],
+                "probs": {e: round(float(x), 4) for e, x in zip(EMOTIONS, p)},
+                "valence": round(float(np.dot(w, [f.valence for _, f in fused]) / w.sum()), 4),
+                "arousal": round(float(np.dot(w, [f.arousal for _, f in fused]) / w.sum()), 4),
+            }
+        out["notes"] = list(self.notes)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "kind": self.kind,
+            "duration": round(self.duration, 3),
+            "segments": [segment_dict(s) for s in self.segments],
+            "summary": self.summary,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class AnalysisError:
+    """One input that could not be analysed; the rest of a batch is unaffected."""
+
+    input: str
+    error: str
+    error_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "error": self.error, "error_type": self.error_type}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+def expert_dict(o: ExpertOutput) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "probs": {e: _r(o.probs[e]) for e in EMOTIONS},
+        "label": max(o.probs, key=o.probs.__getitem__),
+        "confidence": _r(o.confidence),
+        "valence": _r(o.valence),
+        "arousal": _r(o.arousal),
+        "va_source": o.va_source,
+    }
+    if o.extra:
+        d["details"] = o.extra
+    return d
+
+
+def segment_dict(s: Segment) -> dict[str, Any]:
+    d: dict[str, Any] = {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "language": s.language,
+                         "modalities": {m: expert_dict(o) for m, o in s.modalities.items()}}
+    if s.fused is not None:
+        f = s.fused
+        d["fused"] = {"probs": {e: _r(f.probs[e]) for e in EMOTIONS}, "label": f.label, "confidence": _r(f.confidence),
+                      "valence": _r(f.valence), "arousal": _r(f.arousal),
+                      "weights": {m: _r(w) for m, w in f.weights.items()}, "method": f.method}
+    return d
+
+
+CSV_COLUMNS = (["input", "segment", "start", "end", "language", "text", "modalities", "label", "confidence",
+                "valence", "arousal"] + [f"p_{e}" for e in EMOTIONS] + [f"{m}_label" for m in MODALITIES])
+
+
+def csv_rows(r: AnalysisResult | AnalysisError) -> list[dict[str, Any]]:
+    """One row per segment; an error is one row with the message in `text` and label `error`."""
+    if isinstance(r, AnalysisError):
+        return [{"input": r.input, "label": "error", "text": r.error}]
+    rows = []
+    for i, s in enumerate(r.segments):
+        row: dict[str, Any] = {"input": r.input, "segment": i, "start": round(s.start, 3), "end": round(s.end, 3),
+                               "language": s.language or "", "text": s.text, "modalities": "+".join(s.modalities)}
+        if s.fused is not None:
+            row |= {"label": s.fused.label, "confidence": _r(s.fused.confidence), "valence": _r(s.fused.valence),
+                    "arousal": _r(s.fused.arousal)} | {f"p_{e}": _r(s.fused.probs[e]) for e in EMOTIONS}
+        for m, o in s.modalities.items():
+            row[f"{m}_label"] = max(o.probs, key=o.probs.__getitem__)
+        rows.append(row)
+    return rows
