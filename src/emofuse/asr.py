@@ -44,8 +44,19 @@ def load_whisper(name_or_path: str = "whisper-base", threads: int | None = None)
     return WhisperModel(str(model_dir(name_or_path)), device="cpu", compute_type="int8", cpu_threads=threads)
 
 
-# Simplified-Chinese prompt: Whisper base writes traditional characters for Mandarin unless prompted.
-ZH_PROMPT = "以下是普通话的句子，使用简体中文。"
+_T2S: Any = None
+
+
+def to_simplified(text: str) -> str:
+    """Traditional -> simplified Chinese (OpenCC). Whisper base writes traditional characters for
+    Mandarin; a simplified-Chinese prompt also steers it, but on unclear audio Whisper echoes the prompt
+    as the transcript, so the conversion is done deterministically after decoding instead."""
+    global _T2S
+    if _T2S is None:
+        import opencc
+
+        _T2S = opencc.OpenCC("t2s")
+    return str(_T2S.convert(text))
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class ASROptions:
     vad: bool = True  # Silero VAD (shipped with faster-whisper) drops silence before decoding
     min_silence_ms: int = 500  # VAD: a pause at least this long splits speech chunks
     threads: int = 2  # CTranslate2 intra-op threads
-    zh_simplified: bool = True  # prompt Mandarin into simplified characters
+    zh_simplified: bool = True  # write Mandarin in simplified characters (OpenCC t2s)
 
 
 @dataclass(frozen=True)
@@ -125,15 +136,13 @@ class WhisperASR:
         language, lang_p = self.options.language, 1.0
         if language is None:
             if self.multilingual:
-                # Detect first (one encoder pass, as transcribe() would do anyway) so that the
-                # simplified-Chinese prompt can be chosen before decoding.
+                # Detect on the speech only (one encoder pass, as transcribe() would do anyway).
                 language, lang_p, _ = self.model.detect_language(audio=speech[: 30 * SAMPLE_RATE])
             else:
                 language = "en"
-        prompt = ZH_PROMPT if (language == "zh" and self.options.zh_simplified) else None
         segments, _info = self.model.transcribe(
             speech, language=language, beam_size=self.options.beam_size, vad_filter=False,
-            initial_prompt=prompt, condition_on_previous_text=False,
+            condition_on_previous_text=False,
         )
         out: list[Utterance] = []
         enc_src: Any = None
@@ -148,6 +157,8 @@ class WhisperASR:
             start = ts_map.get_original_time(s.start)
             end = max(start, ts_map.get_original_time(s.end, is_end=True))
             text = s.text.strip()
+            if language == "zh" and self.options.zh_simplified:
+                text = to_simplified(text)
             if not text:
                 continue
             out.append(Utterance(round(start, 3), round(end, 3), text, language, float(lang_p),

@@ -1,0 +1,264 @@
+"""Face expert: input checks, label mapping and summaries (fast); real photos, videos and FER2013 (slow)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emofuse.errors import InputError
+from emofuse.features import face as ff
+from emofuse.taxonomy import EMOTIONS, FER2013
+
+# ------------------------------------------------------------------------------------------------ fast
+
+
+def test_import_is_light():
+    code = ("import sys, emofuse.features.face; "
+            "print(any(m in sys.modules for m in ('mediapipe', 'cv2', 'ai_edge_litert', 'tensorflow', 'fer')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_fer_output_order_maps_to_canonical():
+    model_out = np.arange(7.0)  # model index i holds i
+    canon = model_out[ff._TO_CANONICAL]
+    for j, label in enumerate(EMOTIONS):
+        fer_name = next(k for k, v in FER2013.items() if v == label)
+        assert canon[j] == ff.FER_ORDER.index(fer_name)
+    assert [EMOTIONS[j] for j in np.argsort(ff._TO_CANONICAL)] == [FER2013[x] for x in ff.FER_ORDER]
+
+
+def test_as_rgb_converts_grey_and_rgba():
+    grey = np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8)
+    for x in (grey, grey[..., None]):
+        rgb = ff.as_rgb(x)
+        assert rgb.shape == (40, 30, 3) and rgb.dtype == np.uint8 and (rgb[..., 1] == grey).all()
+    rgba = np.dstack([ff.as_rgb(grey), np.full((40, 30), 7, np.uint8)])
+    assert (ff.as_rgb(rgba) == ff.as_rgb(grey)).all()
+    view = ff.as_rgb(grey)[:, ::-1]  # non-contiguous views are copied (mediapipe needs contiguous)
+    assert ff.as_rgb(view).flags["C_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (np.zeros((64, 64, 3), np.float32), "uint8"),
+    (np.zeros((64, 64, 2), np.uint8), "shape"),
+    (np.zeros((2, 64, 64, 3), np.uint8), "shape"),
+    (np.zeros((8, 8), np.uint8), "16x16"),
+    ([[0, 1], [2, 3]], "numpy array"),
+])
+def test_as_rgb_rejects_garbage(bad, fragment):
+    with pytest.raises(InputError, match=fragment):
+        ff.as_rgb(bad)
+
+
+def test_face_crop_small_and_large_paths_agree():
+    import cv2
+
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), (0, 0), 2)
+    box = (4.3, 7.6, 44.9, 48.2)
+    small = ff.face_crop(base, box).astype(np.float32)  # sub-pixel bilinear path
+    big = cv2.resize(base, None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)
+    large = ff.face_crop(big, tuple(v * 6 for v in box)).astype(np.float32)  # whole-pixel INTER_AREA path
+    (dx, dy), _ = cv2.phaseCorrelate(small, large)
+    assert small.shape == large.shape == (64, 64) and abs(dx) < 0.3 and abs(dy) < 0.3
+    for b in ((-10, -10, 20, 20), (40, 40, 47.9, 47.9), (-5, 10, 10, 60)):  # partly outside: edge repeated
+        assert ff.face_crop(base, b).shape == ff.face_crop(big, tuple(v * 6 for v in b)).shape == (64, 64)
+
+
+def test_options_are_checked():
+    with pytest.raises(InputError):
+        ff.FaceOptions(min_detection_confidence=1.5)
+    with pytest.raises(InputError):
+        ff.FaceOptions(max_faces=0)
+
+
+def _obs(label: str, mode: str = "detected") -> ff.FaceObservation:
+    p = np.full(7, 0.01)
+    p[EMOTIONS.index(label)] = 0.94
+    return ff.FaceObservation((0, 0, 10, 10), 0.9, p, mode)
+
+
+def test_summarize_averages_frames_with_a_face():
+    out = ff.FaceAnalyzer.summarize([_obs("happy"), None, _obs("sad"), _obs("happy")])
+    assert out is not None
+    assert out.extra == {"frames": 3, "frames_total": 4, "mode": "detected"}
+    assert max(out.probs, key=out.probs.get) == "happy"
+    assert out.probs["happy"] == pytest.approx((0.94 * 2 + 0.01) / 3)
+    assert sum(out.probs.values()) == pytest.approx(1.0)
+    assert ff.FaceAnalyzer.summarize([None, None]) is None
+    assert ff.FaceAnalyzer.summarize([]) is None
+    assert ff.FaceAnalyzer.summarize([_obs("sad", "whole-image"), _obs("sad")]).extra["mode"] == "mixed"
+
+
+# ------------------------------------------------------------------------------------------------ slow
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    a = ff.FaceAnalyzer(ff.FaceOptions())
+    yield a
+    a.close()
+
+
+def _read(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+
+
+def _frames(path: Path, n: int, step: int = 1) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for i, f in zip(range(n * step), c.decode(video=0)) if i % step == 0]
+
+
+@pytest.mark.slow
+def test_single_face_photo(analyzer, media):
+    img = _read(media / "single_face.jpg")
+    h, w = img.shape[:2]
+    o = analyzer.analyze_image(img)
+    assert o is not None and o.mode == "detected" and o.score >= 0.5
+    x0, y0, x1, y1 = o.box
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    assert 0.1 * w <= x1 - x0 <= 0.8 * w and 0.1 * h <= y1 - y0 <= 0.8 * h  # a face, not a speck or the frame
+    assert o.probs.shape == (7,) and o.probs.sum() == pytest.approx(1.0, abs=1e-4)
+    # grey and RGBA versions of the photo find the same face
+    import cv2
+
+    g = analyzer.analyze_image(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+    rgba = analyzer.analyze_image(cv2.cvtColor(img, cv2.COLOR_RGB2RGBA))
+    assert g is not None and rgba is not None
+    assert np.abs(np.subtract(g.box, o.box)).max() <= 0.05 * w and rgba.box == o.box
+
+
+@pytest.mark.slow
+def test_no_face_photo(analyzer, media):
+    img = _read(media / "no_face.jpg")
+    assert not analyzer.looks_like_face_crop(ff.as_rgb(img))
+    assert analyzer.analyze_image(img) is None
+
+
+@pytest.mark.slow
+def test_multi_face_photo_uses_the_largest(analyzer, media):
+    img = _read(media / "multi_face.jpg")
+    dets = analyzer.detect(img)
+    assert len(dets) >= 3
+    areas = [(x1 - x0) * (y1 - y0) for (x0, y0, x1, y1), _ in dets]
+    assert areas == sorted(areas, reverse=True)
+    o = analyzer.analyze_image(img)
+    assert o is not None and o.faces == len(dets)
+    assert np.abs(np.subtract(o.box, dets[0][0])).max() <= 1  # the largest box (rounded to pixels)
+
+
+@pytest.mark.slow
+def test_video_frames(analyzer, media):
+    frames = _frames(media / "single_face.mp4", 8, step=8)
+    obs = analyzer.analyze_frames(frames)
+    assert len(obs) == len(frames) and all(o is not None and o.mode == "detected" for o in obs)
+    out = analyzer.summarize(obs)
+    assert out is not None and out.extra["frames"] == len(frames) == out.extra["frames_total"]
+    assert analyzer.analyze_frames([]) == []
+
+
+@pytest.mark.slow
+def test_faceless_video_frames(analyzer, media):
+    frames = _frames(media / "no_face.mp4", 16, step=6)
+    obs = analyzer.analyze_frames(frames)
+    assert sum(o is not None for o in obs) <= 1  # blurry title text fooled BlazeFace at 0.5; 0.7 holds
+
+
+@pytest.mark.slow
+def test_batched_equals_single(analyzer, media):
+    frames = _frames(media / "WolfgangLanger_Pexels.mp4", 5, step=20)
+    together = analyzer.analyze_frames(frames)
+    alone = [analyzer.analyze_frames([f])[0] for f in frames]
+    for a, b in zip(together, alone):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.box == b.box and np.allclose(a.probs, b.probs, atol=1e-4)
+
+
+def _fer_sample(data_root: Path, per_class: int, seed: int = 0) -> list[tuple[Path, str]]:
+    root = data_root / "faces" / "fer2013" / "validation"
+    if not root.is_dir():
+        pytest.skip(f"FER2013 validation images not found under {root}")
+    rng = random.Random(seed)
+    out = []
+    for name, label in FER2013.items():
+        files = sorted((root / name).glob("*.jpg"))
+        out += [(f, label) for f in rng.sample(files, min(per_class, len(files)))]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_fer2013_crop_is_never_none(analyzer, data_root):
+    (path, _), = _fer_sample(data_root, 1)[:1]
+    g = _read(path)
+    assert g.shape == (48, 48)
+    o = analyzer.analyze_image(g)
+    assert o is not None and o.mode in ("detected", "whole-image")
+    x0, y0, x1, y1 = o.box
+    assert 0 <= x0 < x1 <= 48 and 0 <= y0 < y1 <= 48
+    flat = np.full((48, 48), 128, np.uint8)  # a blank square is not a face crop
+    assert analyzer.analyze_image(flat) is None
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_fer2013_accuracy(analyzer, data_root):
+    import cv2
+
+    sample = _fer_sample(data_root, 50)
+    imgs = [_read(p) for p, _ in sample]
+    y = np.array([EMOTIONS.index(lab) for _, lab in sample])
+    # the expression model alone on the dataset's own crops (48 -> 64, linear)
+    x = np.stack([cv2.resize(g, (64, 64), interpolation=cv2.INTER_LINEAR) for g in imgs])
+    acc_plain = float((analyzer._classify(x).argmax(1) == y).mean())
+    t = time.perf_counter()
+    acc_model = float((analyzer.classify(x).argmax(1) == y).mean())  # with the mirrored-face average
+    fer_ms = (time.perf_counter() - t) / len(x) * 1e3
+    # the full still-image path: detection on the padded crop, FER2013 framing, whole-image fallback
+    obs = [analyzer.analyze_image(g) for g in imgs]
+    assert all(o is not None for o in obs)
+    acc_path = float((np.array([o.probs.argmax() for o in obs]) == y).mean())
+    whole = sum(o.mode == "whole-image" for o in obs)
+    print(f"\nFER2013 validation, {len(y)} images ({len(y) // 7}/class, balanced): model {acc_plain:.1%}, "
+          f"+flip {acc_model:.1%}, "
+          f"analyze_image {acc_path:.1%} ({whole} whole-image); chance 14.3%; FER {fer_ms:.2f} ms/face (+flip)")
+    assert min(acc_plain, acc_model, acc_path) >= 0.45
+
+
+@pytest.mark.slow
+def test_timing(analyzer, media):
+    """Print only: per-frame detection and per-face FER cost at the pipeline's 1280x720 target."""
+    import cv2
+
+    frames = [cv2.resize(f, (1280, 720)) for f in _frames(media / "WolfgangLanger_Pexels.mp4", 48, step=5)]
+    analyzer.analyze_frames(frames[:2])  # warm up
+    t = time.perf_counter()
+    dets = [analyzer._run(f, 0, analyzer.options.min_frame_confidence) for f in frames]
+    det_ms = (time.perf_counter() - t) / len(frames) * 1e3
+    crops = np.stack([analyzer._crop(f, d[0][0]) for f, d in zip(frames, dets) if d])
+    t = time.perf_counter()
+    analyzer.classify(crops)
+    batched_ms = (time.perf_counter() - t) / len(crops) * 1e3
+    t = time.perf_counter()
+    for c in crops[:16]:
+        analyzer.classify(c[None])
+    single_ms = (time.perf_counter() - t) / 16 * 1e3
+    t = time.perf_counter()
+    obs = analyzer.analyze_frames(frames)
+    total_ms = (time.perf_counter() - t) / len(frames) * 1e3
+    print(f"\n1280x720: detection {det_ms:.2f} ms/frame; FER {batched_ms:.2f} ms/face batched, {single_ms:.2f} "
+          f"single; analyze_frames {total_ms:.2f} ms/frame -> {0.3 * total_ms:.2f} s for 300 frames "
+          f"({sum(o is not None for o in obs)}/{len(obs)} with a face)")

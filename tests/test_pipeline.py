@@ -1,0 +1,155 @@
+"""End to end on real media, through the API and the CLI (loads the shipped models: slow)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from badmedia import make_bad_inputs, write_silent_video
+from emofuse import EMOTIONS, Analyzer, AnalyzerOptions
+from emofuse.errors import EmofuseError
+from emofuse.result import AnalysisError, AnalysisResult
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer(AnalyzerOptions())
+
+
+def _words(s: str) -> str:
+    return re.sub(r"[^a-z ]+", " ", s.lower())
+
+
+def _check_distribution(d: dict) -> None:
+    assert list(d["probs"]) == list(EMOTIONS)
+    assert abs(sum(d["probs"].values()) - 1) < 1e-3
+    assert -1 <= d["valence"] <= 1 and -1 <= d["arousal"] <= 1
+
+
+def test_real_english_speech_is_transcribed_with_voice_and_text(analyzer: Analyzer, media: Path) -> None:
+    r = analyzer.analyze(media / "two_cities.wav")
+    text = " ".join(_words(s.text) for s in r.segments)
+    for phrase in ("it was the best of times", "it was the worst of times", "it was the age of wisdom",
+                   "season of darkness", "spring of hope"):
+        assert phrase in " ".join(text.split()), phrase
+    d = r.to_dict()
+    assert d["kind"] == "audio" and 44 < d["duration"] < 45
+    starts = [s["start"] for s in d["segments"]]
+    assert starts == sorted(starts) and all(0 <= s["start"] <= s["end"] <= d["duration"] + 0.5 for s in d["segments"])
+    for s in d["segments"]:
+        assert s["language"] == "en"
+        assert set(s["modalities"]) == {"voice", "text"}  # no face in an audio file: left out, not zeros
+        for m in s["modalities"].values():
+            _check_distribution(m)
+        _check_distribution(s["fused"])
+        assert set(s["fused"]["weights"]) == {"voice", "text"}
+    assert d["summary"]["label"] in EMOTIONS and d["summary"]["modalities"] == ["voice", "text"]
+
+
+def test_video_gets_all_three_modalities(analyzer: Analyzer, media: Path) -> None:
+    demo = media / "demo.mp4"
+    if not demo.exists():
+        pytest.skip("demo clip not built (make demo / scripts/make_media.py demo)")
+    r = analyzer.analyze(demo)
+    assert r.kind == "video" and len(r.segments) >= 3
+    assert "best of times" in _words(" ".join(s.text for s in r.segments))
+    with_face = [s for s in r.segments if "face" in s.modalities]
+    assert len(with_face) >= len(r.segments) - 1  # the face is in view throughout
+    assert all(set(s.modalities) == {"voice", "face", "text"} for s in with_face)
+    assert with_face[0].modalities["face"].extra["mode"] == "detected"
+
+
+def test_photo_gives_one_face_segment(analyzer: Analyzer, media: Path) -> None:
+    r = analyzer.analyze(media / "single_face.jpg")
+    assert r.kind == "image" and len(r.segments) == 1
+    s = r.segments[0]
+    assert list(s.modalities) == ["face"] and s.fused is not None and s.fused.label in EMOTIONS
+
+
+def test_text_lines_are_segments_in_order(analyzer: Analyzer) -> None:
+    r = analyzer.analyze_text(["I am so happy today, this is wonderful!", "", "I hate you, get out of here!"])
+    assert [s.text for s in r.segments] == ["I am so happy today, this is wonderful!", "I hate you, get out of here!"]
+    happy, angry = (s.fused for s in r.segments)
+    assert happy is not None and angry is not None
+    assert happy.label == "happy" and happy.valence > 0
+    assert angry.valence < 0 and angry.probs["angry"] > angry.probs["happy"]
+
+
+def test_chinese_text_uses_the_multilingual_encoder(analyzer: Analyzer) -> None:
+    r = analyzer.analyze_text("我今天非常开心，谢谢你们！\n这太可怕了，我好害怕。")
+    encs = [s.modalities["text"].extra.get("encoder") for s in r.segments]
+    assert encs == ["e5-small", "e5-small"]
+    assert r.segments[0].fused.valence > r.segments[1].fused.valence  # type: ignore[union-attr]
+
+
+def test_silent_video_without_audio_stream_is_face_only(analyzer: Analyzer, media: Path, tmp_path: Path) -> None:
+    import av
+
+    with av.open(str(media / "single_face.jpg")) as c:
+        img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    p = write_silent_video(tmp_path / "still.mp4", seconds=3, fps=10, image=img)
+    r = analyzer.analyze(p)
+    assert any("no audio stream" in n for n in r.notes)
+    assert r.segments and all(list(s.modalities) == ["face"] for s in r.segments)
+
+
+def test_bad_inputs_in_a_batch_cost_only_their_own_result(analyzer: Analyzer, media: Path, tmp_path: Path) -> None:
+    bad = make_bad_inputs(tmp_path, media)
+    order = ["missing", "empty", "unsupported", "garbage", "garbage_image", "silence"]
+    if "truncated" in bad:
+        order.append("truncated")
+    out = analyzer.analyze_many([bad[k] for k in order] + [media / "single_face.jpg", media / "no_face.jpg"])
+    by = dict(zip(order + ["good", "no_face"], out))
+    for k in ["missing", "empty", "unsupported", "garbage", "garbage_image"]:
+        assert isinstance(by[k], AnalysisError) and by[k].error_type == "InputError", k
+        assert str(bad[k].name) in by[k].error
+    silence = by["silence"]
+    assert isinstance(silence, AnalysisResult) and not silence.segments
+    assert any("no speech" in n for n in silence.notes)
+    assert isinstance(by["good"], AnalysisResult) and by["good"].segments
+    nf = by["no_face"]
+    assert isinstance(nf, AnalysisError) and "no face found" in nf.error
+    if "truncated" in by:  # either refused, or decoded as far as it goes with a note
+        t = by["truncated"]
+        assert isinstance(t, AnalysisError) or t.notes
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(EmofuseError, match="unknown modalities"):
+        AnalyzerOptions(modalities=("smell",))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "emofuse.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_json_csv_plot_and_errors(media: Path, tmp_path: Path) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_text("What a lovely surprise!\nThis is disgusting.\n", encoding="utf-8")
+    png = tmp_path / "t.png"
+    r = _cli("analyze", str(media / "single_face.jpg"), str(tmp_path / "nope.wav"), "--text-file", str(lines),
+             "--format", "json", "--plot", str(png))
+    assert r.returncode == 1, r.stderr  # one input failed, the others were analysed
+    docs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(docs) == 3
+    assert docs[0]["kind"] == "image" and "face" in docs[0]["segments"][0]["modalities"]
+    assert "no such file" in docs[1]["error"]
+    assert [s["text"] for s in docs[2]["segments"]] == ["What a lovely surprise!", "This is disgusting."]
+    assert len(list(tmp_path.glob("t-*.png"))) == 2
+    r = _cli("analyze", "--text", "I'm thrilled!", "--format", "csv", "--modalities", "text")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert rows[0]["text"] == "I'm thrilled!" and rows[0]["label"] in EMOTIONS
+    assert np.isclose(sum(float(rows[0][f"p_{e}"]) for e in EMOTIONS), 1, atol=1e-3)
+    r = _cli("analyze", "--text", "hello", "--modalities", "smell")
+    assert r.returncode == 2 and "unknown modalities" in r.stderr
