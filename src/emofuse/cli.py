@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -85,11 +86,13 @@ def analyze(
 
             from .report import table
 
-            Console(file=out).print(table(r))
+            # Not a terminal (a pipe, a file): wide enough that labels are never cut.
+            Console(file=out, width=None if out.isatty() else 150).print(table(r))
         if plot and not isinstance(r, AnalysisError) and r.segments:
             from .report import plot_timeline
 
-            target = plot if n_plots == 1 else plot.with_name(f"{plot.stem}-{i:02d}-{Path(r.input).stem or 'text'}.png")
+            stem = re.sub(r"[^\w.-]+", "", Path(r.input).stem) or "text"
+            target = plot if n_plots == 1 else plot.with_name(f"{plot.stem}-{i:02d}-{stem}.png")
             err.print(f"timeline: {plot_timeline(r, target)}")
     if output:
         out.close()

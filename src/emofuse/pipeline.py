@@ -68,7 +68,9 @@ class Analyzer:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emofuse")
         t0 = time.perf_counter()
         # Load what every media input needs, concurrently (CTranslate2 and LiteRT release the GIL).
-        futs = [self._pool.submit(self._load_asr)]
+        futs = []
+        if "voice" in options.modalities or "text" in options.modalities:
+            futs.append(self._pool.submit(self._load_asr))
         if "face" in options.modalities:
             futs.append(self._pool.submit(self._load_face))
         if "text" in options.modalities:

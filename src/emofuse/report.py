@@ -27,10 +27,10 @@ def table(r: AnalysisResult | AnalysisError) -> "RenderableType":
         return Text(f"✗ {r.error}", style="bold red")
     t = Table(title=f"{r.input}  ({r.kind}, {r.duration:.1f} s)", title_justify="left", expand=False)
     t.add_column("time", no_wrap=True)
-    t.add_column("text", overflow="fold", max_width=48)
+    t.add_column("text", overflow="fold", min_width=24, max_width=60)
     for m in MODALITIES:
-        t.add_column(m)
-    t.add_column("fused", style="bold")
+        t.add_column(m, no_wrap=True)
+    t.add_column("fused", style="bold", no_wrap=True)
     t.add_column("V / A", no_wrap=True)
     for s in r.segments:
         cells = []
@@ -86,7 +86,7 @@ def plot_timeline(r: AnalysisResult, path: str | Path) -> Path:
             ax.annotate(s.text[:40] + ("…" if len(s.text) > 40 else ""), (x, 0), xytext=(0, -14),
                         textcoords="offset points", rotation=-25, fontsize=7, ha="left", va="top",
                         annotation_clip=False)
-    ax.set_xlabel("time (s)" if timed else "segment")
+    ax.set_xlabel("time (s)" if timed else "segment", loc="right")
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[e]) for e in EMOTIONS]
     fig.legend(handles, EMOTIONS, loc="upper center", ncol=len(EMOTIONS), fontsize=8, frameon=False)
     fig.suptitle(Path(r.input).name, y=0.99, fontsize=10, x=0.01, ha="left")

