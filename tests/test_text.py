@@ -152,4 +152,4 @@ def test_meld_dev_weighted_f1_floor(data_root: Path, minilm):
     assert f1 > FLOOR_MELD_WF1, f1
 
 
-FLOOR_MELD_WF1 = 0.40
+FLOOR_MELD_WF1 = 0.38  # the shipped head scores 0.443 on this sample; MELD dev overall 0.481
