@@ -101,6 +101,37 @@ def test_embed_clips_pools_each_clips_own_frames(packed):
     assert np.allclose(X[:, 0], levels, rtol=0.03)
 
 
+def _tone(seconds: float, level: float = 0.3, f0: float = 220.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (level * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+
+
+def test_speech_span_finds_the_loud_part():
+    rng = np.random.default_rng(0)
+    clip = np.concatenate([rng.normal(0, 1e-4, 16000), _tone(2.0), rng.normal(0, 1e-4, 8000)]).astype(np.float32)
+    a, b = vf.speech_span(clip, pad_s=0.0)
+    assert a == pytest.approx(1.0, abs=0.021) and b == pytest.approx(3.0, abs=0.021)
+    a, b = vf.speech_span(clip)  # default pad 0.1 s
+    assert a == pytest.approx(0.9, abs=0.021) and b == pytest.approx(3.1, abs=0.021)
+    assert vf.speech_span(clip, pad_s=5.0) == (0.0, len(clip) / 16000)
+    assert vf.speech_span(np.zeros(100, np.float32)) == (0.0, 100 / 16000)  # shorter than a frame
+    assert vf.speech_span(np.zeros(16000, np.float32)) == (0.0, 1.0)  # silence: the whole clip
+
+
+def test_embed_clip_views_pool_speech_and_whole_clip():
+    """Silence (level 0) around a loud part (level 1): the speech view sees ~only the loud frames, the
+    whole-clip view also ~0.4 s of silence on each side (what survives the VAD-like cut)."""
+    loud = np.full(16000 * 2, 1.0, np.float32)
+    clip = np.concatenate([np.zeros(16000, np.float32), loud, np.zeros(16000, np.float32)])
+    V = vf.embed_clip_views(_FakeWhisper(), [clip, clip, clip])
+    assert set(V) == {"speech", "clip"} and V["speech"].shape == (3, 6)
+    assert np.allclose(V["speech"][:, 0], 2.0 / 2.2, atol=0.02)  # 2 s loud in a 2.2 s span
+    assert np.allclose(V["clip"][:, 0], 2.0 / 2.8, atol=0.02)  # 2 s loud in a 2.8 s cut
+    assert np.array_equal(vf.embed_clips(_FakeWhisper(), [clip], span="clip")[0], V["clip"][0])
+    with pytest.raises(ValueError):
+        vf.embed_clips(_FakeWhisper(), [clip], span="all")
+
+
 def test_embed_clips_empty():
     assert vf.embed_clips(_FakeWhisper(), []).shape[0] == 0
 
@@ -117,7 +148,7 @@ def test_shipped_voice_heads_load_and_describe_themselves(asr, d):
     assert head.W.shape == (2 * d, len(EMOTIONS)) and head.mean.shape == (2 * d,)
     f = head.feature
     assert f["extractor"] == "whisper-encoder" and f["asr_model"] == asr and f["dim"] == 2 * d
-    assert f["pooling"] == vf.POOLING and f["version"] == vf.VERSION
+    assert f["pooling"] == vf.POOLING and f["version"] == vf.VERSION and f["vad_pad_s"] == vf.VAD_PAD_S
     assert f["model_sha256"] == COMPONENTS[asr].sha256
     m = head.meta["metrics"]
     for key in ("ravdess", "savee", "ravdess8", "ravdess_to_savee", "savee_to_ravdess"):
@@ -136,7 +167,8 @@ def test_shipped_voice_heads_load_and_describe_themselves(asr, d):
 
 @pytest.mark.slow
 def test_tiny_head_on_real_ravdess_clips(data_root):
-    """Strong-intensity clips of six distinct emotions by actor 11 (a test speaker of EmoBox fold 1).
+    """Strong-intensity clips of six distinct emotions by actor 11 (a test speaker of EmoBox fold 1),
+    packed and pooled as analysis would (speech spans in one window).
     The shipped head was trained on all speakers, so this checks the whole embedding path end to end
     (decode, packing, encoder, pooling, head) rather than generalisation; the folds measure that."""
     from emofuse.asr import load_whisper

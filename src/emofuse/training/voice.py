@@ -32,7 +32,19 @@ SEED = 0
 RAVDESS8 = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
             "07": "disgusted", "08": "surprised"}
 LICENCE = "trained on RAVDESS (CC BY-NC-SA 4.0) and SAVEE (research use): non-commercial research use"
-DEFAULT_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "features"
+
+
+def _default_cache() -> Path:
+    """``.cache/features`` of a source checkout, else ``<emofuse cache>/features``."""
+    repo = Path(__file__).resolve().parents[3]
+    if (repo / "pyproject.toml").exists():
+        return repo / ".cache" / "features"
+    from ..store import cache_dir
+
+    return cache_dir() / "features"
+
+
+DEFAULT_CACHE = _default_cache()
 
 
 @dataclass(frozen=True)
@@ -99,17 +111,21 @@ def speaker_order(clips: Sequence[Clip], speaker: str) -> list[Clip]:
 
 
 def extract(clips: Sequence[Clip], asr_model: str, cache: Path, packed: bool = True,
-            log: Callable[[str], None] = print) -> tuple[np.ndarray, dict[str, float]]:
-    """Embeddings for ``clips`` (rows in the given order), cached per speaker; returns (X, timing)."""
+            log: Callable[[str], None] = print) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Embeddings for ``clips`` (rows in the given order), cached per speaker; returns (views, timing) where
+    views = {"speech": [n, 2 d], "clip": [n, 2 d]} (see :func:`emofuse.features.voice.embed_clip_views`).
+
+    ``timing`` sums what each speaker's extraction cost when it was computed (stored in its cache file),
+    so it stays meaningful when everything comes from the cache: clips, audio_s, decode_s, embed_s."""
     from ..asr import load_whisper
 
     d = cache / cache_name(asr_model, packed)
     d.mkdir(parents=True, exist_ok=True)
     speakers = sorted({c.speaker for c in clips})
     model = None
-    rows: dict[str, np.ndarray] = {}
-    n_new = audio_s = 0.0
-    t_decode = t_embed = 0.0
+    rows: dict[str, dict[str, np.ndarray]] = {"speech": {}, "clip": {}}
+    new = {"clips": 0.0, "audio_s": 0.0, "decode_s": 0.0, "embed_s": 0.0}
+    rec = dict(new)
     for spk in speakers:
         f = d / f"{spk}.npz"
         own = speaker_order(clips, spk)
@@ -117,35 +133,40 @@ def extract(clips: Sequence[Clip], asr_model: str, cache: Path, packed: bool = T
             z = np.load(f)
             names = [str(x) for x in z["names"]]
             if names == [c.name for c in own]:
-                rows |= dict(zip(names, z["X"]))
+                for v in rows:
+                    rows[v] |= dict(zip(names, z[v]))
+                rec["clips"] += len(names)
+                for k in ("audio_s", "decode_s", "embed_s"):
+                    rec[k] += float(z[k]) if k in z else float("nan")
                 continue
         if model is None:
             model = load_whisper(asr_model)
         t0 = time.perf_counter()
         audio = [vf.load_audio(str(c.path)) for c in own]
         t1 = time.perf_counter()
-        X = vf.embed_clips(model, audio, packed=packed)
+        V = vf.embed_clip_views(model, audio, packed=packed)
         t2 = time.perf_counter()
-        t_decode += t1 - t0
-        t_embed += t2 - t1
-        n_new += len(own)
         dur = sum(len(a) for a in audio) / vf.SAMPLE_RATE
-        audio_s += dur
-        np.savez(f.with_suffix(".tmp.npz"), names=np.array([c.name for c in own]), X=X)
-        f.with_suffix(".tmp.npz").replace(f)
-        rows |= dict(zip((c.name for c in own), X))
+        tmp = f.with_suffix(".tmp.npz")
+        np.savez(tmp, names=np.array([c.name for c in own]), audio_s=dur, decode_s=t1 - t0, embed_s=t2 - t1, **V)
+        tmp.replace(f)
+        for v in rows:
+            rows[v] |= dict(zip((c.name for c in own), V[v]))
+        for k, v in (("clips", len(own)), ("audio_s", dur), ("decode_s", t1 - t0), ("embed_s", t2 - t1)):
+            new[k] += v
+            rec[k] += v
         log(f"  {spk}: {len(own)} clips, {dur:.0f} s audio, decode {t1 - t0:.1f} s, embed {t2 - t1:.1f} s "
             f"({len(own) / (t2 - t1):.1f} clips/s, RTF {(t2 - t1) / dur:.3f})")
-    timing = {"clips": n_new, "audio_s": audio_s, "decode_s": t_decode, "embed_s": t_embed}
-    if n_new:
-        total = t_decode + t_embed
-        log(f"extracted {int(n_new)} clips ({audio_s / 60:.1f} min audio) with {asr_model} "
-            f"{'packed' if packed else 'per-clip'}: {total:.0f} s = {n_new / total:.2f} clips/s, "
-            f"RTF {total / audio_s:.3f} (decode {t_decode:.0f} s, encode+pool {t_embed:.0f} s, "
-            f"RTF encode {t_embed / audio_s:.3f})")
-    else:
-        log(f"all {len(clips)} embeddings read from cache {d}")
-    return np.stack([rows[c.name] for c in clips]).astype(np.float32), timing
+    what = f"{asr_model} {'packed' if packed else 'per-clip'}"
+    for label, t in (("extracted now", new), ("recorded in the cache (all clips)", rec)):
+        if not t["clips"]:
+            continue
+        total = t["decode_s"] + t["embed_s"]
+        log(f"{label}: {int(t['clips'])} clips ({t['audio_s'] / 60:.1f} min audio) with {what}: {total:.0f} s = "
+            f"{t['clips'] / total:.2f} clips/s, RTF {total / t['audio_s']:.3f} (decode {t['decode_s']:.0f} s, "
+            f"encode+pool {t['embed_s']:.0f} s = {t['clips'] / t['embed_s']:.2f} clips/s, RTF {t['embed_s'] / t['audio_s']:.3f})")
+    views = {v: np.stack([r[c.name] for c in clips]).astype(np.float32) for v, r in rows.items()}
+    return views, rec | {"extracted_now": new["clips"]}
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -176,23 +197,63 @@ def _inner_splits(groups: np.ndarray, idx: np.ndarray) -> list[tuple[np.ndarray,
     return [(idx[~np.isin(groups[idx], list(p))], idx[np.isin(groups[idx], list(p))]) for p in parts]
 
 
-def select_C(X: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray,
+def _path_ua(Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, grid: Sequence[float]) -> list[float]:
+    """Validation UA along the C grid (ascending), each fit warm-started from the previous one."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+
+    mean, scale = Xtr.mean(axis=0), Xtr.std(axis=0) + 1e-6
+    Ztr, Zva = (Xtr - mean) / scale, (Xva - mean) / scale
+    clf = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=SEED, warm_start=True)
+    ua = []
+    for C in sorted(grid):
+        clf.C = C
+        clf.fit(Ztr, ytr)
+        ua.append(float(balanced_accuracy_score(yva, clf.predict(Zva))))
+    return [ua[sorted(grid).index(C)] for C in grid]
+
+
+@dataclass(frozen=True)
+class Views:
+    """Training uses every clip once per ``train`` view (augmentation: the speech span and the whole cut
+    clip, so that the head tolerates loose utterance boundaries); tests use ``test`` (speech spans, as
+    analysis pools ASR segments) and report ``alt`` (whole cut clips) alongside."""
+
+    train: tuple[np.ndarray, ...]
+    test: np.ndarray
+    alt: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, views: dict[str, np.ndarray]) -> "Views":
+        return cls((views["speech"], views["clip"]), views["speech"], views["clip"])
+
+    def rows(self, idx: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.vstack([v[idx] for v in self.train]), np.tile(y[idx], len(self.train))
+
+
+def select_C(V: Views, y: np.ndarray, groups: np.ndarray, idx: np.ndarray,
              always: np.ndarray | None = None, grid: Sequence[float] = C_GRID) -> tuple[float, list[float]]:
     """C with the best mean validation UA over speaker-disjoint splits of the rows ``idx``
-    (``always``: extra rows that are always in training, e.g. the other corpus)."""
+    (``always``: extra rows that are always in training, e.g. the other corpus). Ties go to the smaller C."""
     extra = np.array([], dtype=int) if always is None else always
-    curve = []
-    splits = _inner_splits(groups, idx)
-    for C in grid:
-        ua = []
-        for tr, va in splits:
-            tr = np.concatenate([tr, extra])
-            ua.append(_scores(y[va], _fit(X[tr], y[tr], C)(X[va]))["UA"])
-        curve.append(float(np.mean(ua)))
-    return float(grid[int(np.argmax(curve))]), curve
+    curves = []
+    for tr, va in _inner_splits(groups, idx):
+        Xtr, ytr = V.rows(np.concatenate([tr, extra]), y)
+        curves.append(_path_ua(Xtr, ytr, V.test[va], y[va], grid))
+    curve = [float(v) for v in np.mean(curves, axis=0)]
+    best = max(curve)
+    return float(min(C for C, v in zip(grid, curve) if v >= best - 1e-9)), curve
 
 
-def run_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: np.ndarray,
+def _test(V: Views, y: np.ndarray, tr: np.ndarray, te: np.ndarray, C: float) -> dict[str, float]:
+    predict = _fit(*V.rows(tr, y), C)
+    s = _scores(y[te], predict(V.test[te]))
+    if V.alt is not None:
+        s["UA_clip"] = _scores(y[te], predict(V.alt[te]))["UA"]
+    return s
+
+
+def run_folds(V: Views, y: np.ndarray, groups: np.ndarray, names: np.ndarray,
               folds: Sequence[tuple[set[str], set[str]]], always: np.ndarray | None = None,
               grid: Sequence[float] = C_GRID) -> dict[str, Any]:
     """Per fold: choose C on held-out training speakers, fit on the fold's training rows (+ ``always``),
@@ -203,26 +264,35 @@ def run_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: np.ndarra
         te = np.flatnonzero(np.isin(names, list(te_names)))
         assert len(tr) == len(tr_names) and len(te) == len(te_names), "fold lists and files disagree"
         assert not set(groups[tr]) & set(groups[te]), "fold is not speaker-independent"
-        C, curve = select_C(X, y, groups, tr, always, grid)
+        C, curve = select_C(V, y, groups, tr, always, grid)
         trall = tr if always is None else np.concatenate([tr, always])
-        s = _scores(y[te], _fit(X[trall], y[trall], C)(X[te]))
-        per_fold.append(s | {"C": C, "n_test": int(len(te))})
+        per_fold.append(_test(V, y, trall, te, C) | {"C": C, "n_test": int(len(te))})
         curves.append(curve)
     out: dict[str, Any] = {"folds": per_fold, "curves": curves}
-    for m in ("UA", "WA", "F1"):
-        v = np.array([f[m] for f in per_fold])
-        out[m], out[m + "_std"] = float(v.mean()), float(v.std())
+    for m in ("UA", "WA", "F1", "UA_clip"):
+        if m in per_fold[0]:
+            v = np.array([f[m] for f in per_fold])
+            out[m], out[m + "_std"] = float(v.mean()), float(v.std())
     return out
 
 
-def cross_corpus(X: np.ndarray, y: np.ndarray, groups: np.ndarray, src: np.ndarray, dst: np.ndarray,
+def cross_corpus(V: Views, y: np.ndarray, groups: np.ndarray, src: np.ndarray, dst: np.ndarray,
                  grid: Sequence[float] = C_GRID) -> dict[str, Any]:
-    C, _ = select_C(X, y, groups, src, None, grid)
-    return _scores(y[dst], _fit(X[src], y[src], C)(X[dst])) | {"C": C}
+    C, _ = select_C(V, y, groups, src, None, grid)
+    return _test(V, y, src, dst, C) | {"C": C}
 
 
-def evaluate(X: np.ndarray, clips: Sequence[Clip], data: Path, full: bool = True,
+def evaluate(V: Views, clips: Sequence[Clip], data: Path, full: bool = True,
              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """All protocols (see the model card). Runs BLAS single-threaded: hundreds of small fits only
+    oversubscribe the cores otherwise (about 10x slower on two shared cores)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _evaluate(V, clips, data, full, log)
+
+
+def _evaluate(V: Views, clips: Sequence[Clip], data: Path, full: bool, log: Callable[[str], None]) -> dict[str, Any]:
     names = np.array([c.name for c in clips])
     groups = np.array([c.speaker for c in clips])
     y = np.array([c.label for c in clips])
@@ -232,15 +302,15 @@ def evaluate(X: np.ndarray, clips: Sequence[Clip], data: Path, full: bool = True
     rf, sf = load_folds(data, "ravdess"), load_folds(data, "savee")
     res: dict[str, Any] = {}
     t = time.perf_counter()
-    res["ravdess"] = run_folds(X, y, groups, names, rf)
-    res["savee"] = run_folds(X, y, groups, names, sf)
+    res["ravdess"] = run_folds(V, y, groups, names, rf)
+    res["savee"] = run_folds(V, y, groups, names, sf)
     log(f"  in-corpus folds: {time.perf_counter() - t:.0f} s")
     if full:
-        res["ravdess8"] = run_folds(X, y8, groups, names, rf)
-        res["joint_ravdess"] = run_folds(X, y, groups, names, rf, always=sav)
-        res["joint_savee"] = run_folds(X, y, groups, names, sf, always=rav)
-        res["ravdess_to_savee"] = cross_corpus(X, y, groups, rav, sav)
-        res["savee_to_ravdess"] = cross_corpus(X, y, groups, sav, rav)
+        res["ravdess8"] = run_folds(V, y8, groups, names, rf)
+        res["joint_ravdess"] = run_folds(V, y, groups, names, rf, always=sav)
+        res["joint_savee"] = run_folds(V, y, groups, names, sf, always=rav)
+        res["ravdess_to_savee"] = cross_corpus(V, y, groups, rav, sav)
+        res["savee_to_ravdess"] = cross_corpus(V, y, groups, sav, rav)
         log(f"  all protocols: {time.perf_counter() - t:.0f} s")
     return res
 
@@ -250,7 +320,7 @@ def shipped_C(res: dict[str, Any], grid: Sequence[float] = C_GRID) -> float:
     (RAVDESS and SAVEE weighted equally), which trains on the same mixture as the shipped head."""
     keys = ("joint_ravdess", "joint_savee") if "joint_ravdess" in res else ("ravdess", "savee")
     curve = np.mean([np.mean(res[k]["curves"], axis=0) for k in keys], axis=0)
-    return float(grid[int(np.argmax(curve))])
+    return float(min(C for C, v in zip(grid, curve) if v >= curve.max() - 1e-9))
 
 
 ROWS = (("ravdess", "RAVDESS 7-class (calm->neutral), 6 folds"),
@@ -263,7 +333,8 @@ ROWS = (("ravdess", "RAVDESS 7-class (calm->neutral), 6 folds"),
 
 
 def table(res: dict[str, Any], title: str) -> str:
-    lines = [f"### {title}", "", "| protocol | UA % | WA % | macro F1 % | C per fold |", "|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| protocol | UA % | WA % | macro F1 % | UA % whole clip | C per fold |",
+             "|---|---|---|---|---|---|"]
     for key, label in ROWS:
         if key not in res:
             continue
@@ -271,9 +342,11 @@ def table(res: dict[str, Any], title: str) -> str:
         if "folds" in r:
             cs = ", ".join(f"{f['C']:g}" for f in r["folds"])
             lines.append(f"| {label} | {100 * r['UA']:.1f} ± {100 * r['UA_std']:.1f} | "
-                         f"{100 * r['WA']:.1f} ± {100 * r['WA_std']:.1f} | {100 * r['F1']:.1f} ± {100 * r['F1_std']:.1f} | {cs} |")
+                         f"{100 * r['WA']:.1f} ± {100 * r['WA_std']:.1f} | {100 * r['F1']:.1f} ± {100 * r['F1_std']:.1f} | "
+                         f"{100 * r.get('UA_clip', np.nan):.1f} ± {100 * r.get('UA_clip_std', np.nan):.1f} | {cs} |")
         else:
-            lines.append(f"| {label} | {100 * r['UA']:.1f} | {100 * r['WA']:.1f} | {100 * r['F1']:.1f} | {r['C']:g} |")
+            lines.append(f"| {label} | {100 * r['UA']:.1f} | {100 * r['WA']:.1f} | {100 * r['F1']:.1f} | "
+                         f"{100 * r.get('UA_clip', np.nan):.1f} | {r['C']:g} |")
     return "\n".join(lines)
 
 
@@ -283,7 +356,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     for key, _ in ROWS:
         if key in res:
             r = res[key]
-            out[key] = {k: round(v, 4) for k, v in r.items() if k in ("UA", "WA", "F1", "UA_std", "WA_std", "F1_std", "C")}
+            out[key] = {k: round(v, 4) for k, v in r.items() if k in ("UA", "WA", "F1", "UA_std", "WA_std", "F1_std", "UA_clip", "C")}
     return out
 
 
@@ -307,15 +380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(clips)} clips: {sum(c.corpus == 'ravdess' for c in clips)} RAVDESS, "
           f"{sum(c.corpus == 'savee' for c in clips)} SAVEE", flush=True)
     packed = not a.per_clip
-    X, timing = extract(clips, a.asr_model, a.cache, packed=packed, log=lambda s: print(s, flush=True))
+    views, timing = extract(clips, a.asr_model, a.cache, packed=packed, log=lambda s: print(s, flush=True))
+    V = Views.of(views)
     t_train = time.perf_counter()
-    res = evaluate(X, clips, a.data, full=not a.quick, log=lambda s: print(s, flush=True))
+    res = evaluate(V, clips, a.data, full=not a.quick, log=lambda s: print(s, flush=True))
     variant = "packed 30 s windows" if packed else "each clip encoded alone"
     print(table(res, f"{a.asr_model}, {variant} (speaker-independent, C chosen on held-out training speakers)"), flush=True)
     report: dict[str, Any] = {"asr_model": a.asr_model, "packed": packed, "results": res, "extraction": timing}
     if a.compare:
-        X2, timing2 = extract(clips, a.asr_model, a.cache, packed=not packed, log=lambda s: print(s, flush=True))
-        res2 = evaluate(X2, clips, a.data, full=False, log=lambda s: print(s, flush=True))
+        views2, timing2 = extract(clips, a.asr_model, a.cache, packed=not packed, log=lambda s: print(s, flush=True))
+        res2 = evaluate(Views.of(views2), clips, a.data, full=False, log=lambda s: print(s, flush=True))
         print(table(res2, f"{a.asr_model}, {'each clip encoded alone' if packed else 'packed 30 s windows'}"), flush=True)
         report["other_variant"] = {"packed": not packed, "results": res2, "extraction": timing2}
     if a.out is not None:
@@ -329,22 +403,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             "kind": "voice",
             "feature": {"extractor": "whisper-encoder", "asr_model": a.asr_model,
                         "model_sha256": COMPONENTS[a.asr_model].sha256 if a.asr_model in COMPONENTS else None,
-                        "pooling": vf.POOLING, "frame_seconds": vf.FRAME_SECONDS, "dim": int(X.shape[1]),
-                        "version": vf.VERSION, "packed_windows": packed},
-            "training": {"corpora": ["RAVDESS speech (calm->neutral)", "SAVEE"], "n": int(len(clips)),
+                        "pooling": vf.POOLING, "frame_seconds": vf.FRAME_SECONDS, "dim": int(V.test.shape[1]),
+                        "version": vf.VERSION, "packed_windows": packed, "vad_pad_s": vf.VAD_PAD_S,
+                        "span": f"utterance speech +- {vf.SPAN_PAD_S} s (trained on it and on the whole VAD-cut clip)"},
+            "training": {"corpora": ["RAVDESS speech (calm->neutral)", "SAVEE"], "n": int(len(clips)), "rows": "each clip twice: speech span and whole VAD-cut clip",
                          "n_per_class": {e: int((y == e).sum()) for e in EMOTIONS}, "C": C,
                          "command": "python -m emofuse.training.voice " + " ".join(sys.argv[1:] if argv is None else argv),
-                         "seconds": None, "extraction_seconds": round(timing["decode_s"] + timing["embed_s"], 1)},
+                         "seconds": None, "extraction_seconds": round(timing["decode_s"] + timing["embed_s"], 1),
+                         "extraction_rtf": round((timing["decode_s"] + timing["embed_s"]) / timing["audio_s"], 4)},
             "metrics": summary(res),
             "licence": LICENCE,
         }
-        head = fit_head(X, list(y), EMOTIONS, C, meta, seed=SEED)
+        from threadpoolctl import threadpool_limits
+
+        Xall, yall = V.rows(np.arange(len(clips)), y)
+        with threadpool_limits(1):
+            head = fit_head(Xall, list(yall), EMOTIONS, C, meta, seed=SEED)
         head.meta["training"]["seconds"] = round(time.perf_counter() - t_train, 1)
         head.meta["training"]["fit_seconds"] = round(time.perf_counter() - t_fit, 2)
         a.out.mkdir(parents=True, exist_ok=True)
         path = a.out / f"voice-{a.asr_model}.safetensors"
         head.save(path)
-        acc = float(np.mean(np.array(EMOTIONS)[head.predict_proba(X).argmax(1)] == y))
+        path.chmod(0o644)  # safetensors writes 0600; the file ships in the package
+        acc = float(np.mean(np.array(EMOTIONS)[head.predict_proba(V.test).argmax(1)] == y))
         print(f"saved {path} ({path.stat().st_size / 1024:.0f} KiB), C={C:g}, training accuracy {100 * acc:.1f} %")
     total = time.perf_counter() - t_start
     print(f"total {total:.0f} s (evaluation + fit {time.perf_counter() - t_train:.0f} s)")
