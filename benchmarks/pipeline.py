@@ -62,6 +62,10 @@ def run(mode: str, clip: Path, asr_model: str) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _walls(runs: list[dict[str, object]]) -> str:
+    return ", ".join(f"{float(r['wall']):.2f}" for r in runs)  # type: ignore[arg-type]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clip", type=Path, default=CLIP)
@@ -88,15 +92,16 @@ def main() -> int:
     print("stage wall times (s, best full run; face runs on a second thread during ASR):")
     for k, v in best["stages"].items():  # type: ignore[union-attr]
         print(f"  {k:<13} {v:7.2f}")
-    print(f"whole analysis      {wall:7.2f} s   (all runs: {', '.join(f'{float(r['wall']):.2f}' for r in fulls)})")
-    print(f"ASR alone           {asr:7.2f} s   (all runs: {', '.join(f'{float(r['wall']):.2f}' for r in asrs)})")
+    print(f"whole analysis      {wall:7.2f} s   (all runs: {_walls(fulls)})")
+    print(f"ASR alone           {asr:7.2f} s   (all runs: {_walls(asrs)})")
     print(f"whole / ASR alone   {wall / asr:7.2f}     target <= 1.3")
     print(f"real-time factor    {wall / dur:7.3f}     target <= 0.15")
     cold = min(float(r["cold_start"]) for r in fulls)  # type: ignore[arg-type]
     imp = min(float(r["import"]) for r in fulls)  # type: ignore[arg-type]
     print(f"cold start          {cold:7.2f} s   (import emofuse {imp:.2f} s + model load)   target <= 3")
     rss = max(float(r["rss_mb"]) for r in fulls)  # type: ignore[arg-type]
-    print(f"peak RSS            {rss:7.0f} MB  (ASR alone: {max(float(r['rss_mb']) for r in asrs):.0f} MB)   target <= 1536")
+    rss_asr = max(float(r["rss_mb"]) for r in asrs)  # type: ignore[arg-type]
+    print(f"peak RSS            {rss:7.0f} MB  (ASR alone: {rss_asr:.0f} MB)   target <= 1536")
     return 0
 
 

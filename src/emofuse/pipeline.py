@@ -66,13 +66,18 @@ class Analyzer:
         self._voice_head: LinearHead | None = None
         self._text: dict[str, tuple[Any, LinearHead]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emofuse")
+        # Faces run beside ASR at the lowest CPU priority, so that they fill the cycles ASR leaves idle
+        # instead of slowing it down; the face models are loaded on that thread so that the threads
+        # mediapipe and FFmpeg spawn inherit the priority.
+        self._face_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emofuse-face",
+                                             initializer=_background_priority)
         t0 = time.perf_counter()
         # Load what every media input needs, concurrently (CTranslate2 and LiteRT release the GIL).
         futs = []
         if "voice" in options.modalities or "text" in options.modalities:
             futs.append(self._pool.submit(self._load_asr))
         if "face" in options.modalities:
-            futs.append(self._pool.submit(self._load_face))
+            futs.append(self._face_pool.submit(self._load_face))
         if "text" in options.modalities:
             futs.append(self._pool.submit(self._text_expert, "en"))
         for f in futs:
@@ -169,30 +174,52 @@ class Analyzer:
         return AnalysisResult(str(p.path), "image", 0.0, (seg,), notes, {"total": time.perf_counter() - t0})
 
     def _faces(self, p: Probe) -> tuple[list[float], list[Any], list[str], float]:
+        """Sampled frames -> face observations. Decoding (single-threaded in FFmpeg for these streams)
+        runs on its own thread, feeding detection + expression through a small queue, so that the two
+        overlap on both cores once ASR is done."""
+        import queue
+        import threading
+
         t = time.perf_counter()
         face = self._load_face()
+        q: queue.Queue[tuple[float, np.ndarray] | None] = queue.Queue(maxsize=32)
+        notes: list[str] = []
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in iter_frames(p, self.media_options):
+                    if stop.is_set():
+                        break
+                    q.put(item)
+            except InputError as e:
+                notes.append(f"{e} (frames before it were used)")
+            finally:
+                q.put(None)
+
+        producer = threading.Thread(target=produce, name="emofuse-decode", daemon=True)
+        producer.start()
         times: list[float] = []
         obs: list[Any] = []
-        notes: list[str] = []
-        batch_t: list[float] = []
-        batch: list[np.ndarray] = []
-
-        def flush() -> None:
-            if batch:
-                obs.extend(face.analyze_frames(batch))
-                times.extend(batch_t)
-                batch.clear()
-                batch_t.clear()
-
+        batch: list[tuple[float, np.ndarray]] = []
         try:
-            for ft, img in iter_frames(p, self.media_options):
-                batch.append(img)
-                batch_t.append(ft)
-                if len(batch) >= 16:
-                    flush()
-        except InputError as e:
-            notes.append(f"{e} (frames before it were used)")
-        flush()
+            while True:
+                item = q.get()
+                if item is not None:
+                    batch.append(item)
+                if batch and (item is None or len(batch) >= 16 or q.empty()):
+                    obs.extend(face.analyze_frames([img for _, img in batch]))
+                    times.extend(ft for ft, _ in batch)
+                    batch.clear()
+                if item is None:
+                    break
+        finally:
+            stop.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    producer.join(0.05)
         return times, obs, notes, time.perf_counter() - t
 
     def _analyze_av(self, p: Probe, t0: float, on_progress: Progress | None) -> AnalysisResult:
@@ -201,7 +228,7 @@ class Analyzer:
         notes: list[str] = []
         face_fut: Future[tuple[list[float], list[Any], list[str], float]] | None = None
         if p.has_video and "face" in mods:
-            face_fut = self._pool.submit(self._faces, p)
+            face_fut = self._face_pool.submit(self._faces, p)
         utts: list[Any] = []
         speech_needed = "voice" in mods or "text" in mods
         if p.has_audio and speech_needed:
@@ -295,6 +322,18 @@ class Analyzer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._face_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _background_priority() -> None:
+    """Lower this thread's CPU priority (Linux: per-thread nice); threads it starts inherit it."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: faces then simply share the CPU
 
 
 _DEFAULT: dict[AnalyzerOptions, Analyzer] = {}
