@@ -140,6 +140,11 @@ class WhisperASR:
                 language, lang_p, _ = self.model.detect_language(audio=speech[: 30 * SAMPLE_RATE])
             else:
                 language = "en"
+        # Temperature fallback samples; a fixed seed per input makes transcripts (and hence segments)
+        # reproducible run to run and independent of what was analysed before.
+        import ctranslate2
+
+        ctranslate2.set_random_seed(0)
         segments, _info = self.model.transcribe(
             speech, language=language, beam_size=self.options.beam_size, vad_filter=False,
             condition_on_previous_text=False,
