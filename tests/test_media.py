@@ -93,3 +93,60 @@ def test_truncated_video_is_an_error_or_a_note(media: Path, tmp_path: Path) -> N
     with pytest.raises(InputError, match="cut.mp4"):
         pr = probe(p)
         decode_audio(pr)
+
+
+def _encode(path: Path, audio_codec: str | None, video_codec: str | None, seconds: float = 1.0) -> Path:
+    import av
+    from fractions import Fraction
+
+    sr = 48000 if audio_codec in ("libopus", "aac", "libmp3lame") else 16000
+    with av.open(str(path), "w") as c:
+        v = a = None
+        if video_codec:
+            v = c.add_stream(video_codec, rate=10)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        if audio_codec:
+            a = c.add_stream(audio_codec, rate=sr)
+            a.layout = "mono"
+        if v is not None:
+            for _ in range(int(10 * seconds)):
+                for p in v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")):
+                    c.mux(p)
+            for p in v.encode():
+                c.mux(p)
+        if a is not None:
+            # Feed float frames through a resampler into whatever sample format the encoder wants.
+            rs = av.AudioResampler(format=a.codec_context.codec.audio_formats[0].name, layout="mono", rate=sr)
+            t = np.arange(int(sr * seconds)) / sr
+            x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+            n = a.codec_context.frame_size or 1024
+            for i in range(0, len(x), n):
+                f = av.AudioFrame.from_ndarray(x[None, i: i + n], format="flt", layout="mono")
+                f.sample_rate, f.pts, f.time_base = sr, i, Fraction(1, sr)
+                for g in rs.resample(f):
+                    for p in a.encode(g):
+                        c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("name, acodec, vcodec, kind", [
+    ("a.flac", "flac", None, "audio"),
+    ("a.mp3", "libmp3lame", None, "audio"),
+    ("a.ogg", "libopus", None, "audio"),
+    ("a.opus", "libopus", None, "audio"),
+    ("a.m4a", "aac", None, "audio"),
+    ("v.webm", "libopus", "libvpx", "video"),
+    ("v.mkv", "aac", "libx264", "video"),
+    ("v.mov", "aac", "libx264", "video"),
+    ("v.avi", "libmp3lame", "mpeg4", "video"),
+])
+def test_every_supported_container_decodes(tmp_path: Path, name: str, acodec: str, vcodec: str | None, kind: str) -> None:
+    p = _encode(tmp_path / name, acodec, vcodec)
+    pr = probe(p)
+    assert pr.kind == kind and pr.has_audio
+    a, _ = decode_audio(pr)
+    assert 0.8 * 16000 < len(a) < 1.3 * 16000 and 0.2 < np.abs(a).max() < 0.6  # lossy codecs overshoot a little
+    if vcodec:
+        assert len(list(iter_frames(pr, MediaOptions(fps=5)))) >= 4
