@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from emofuse import taxonomy
-from emofuse.corpora import LAYOUTS, LOADERS, SUBDIRS, Item, Manifest, emobox_folds, prepare
+from emofuse.corpora import CORPORA, Item, Manifest, emobox_folds, prepare
 from emofuse.corpora import emobank, fer2013, goemotions, meld, mosi_sims, ravdess, savee
 from emofuse.errors import InputError
 
@@ -344,18 +344,18 @@ def test_mosi_and_sims(tmp_path):
 
 # ------------------------------------------------------------------------------------------ errors
 
-@pytest.mark.parametrize("name", sorted(LOADERS))
+@pytest.mark.parametrize("name", sorted(CORPORA))
 def test_missing_root_names_path_and_layout(tmp_path, name):
     missing = tmp_path / "nowhere"
     with pytest.raises(InputError) as e:
         prepare(name, missing)
     assert str(missing) in str(e.value) and "expected" in str(e.value)
     with pytest.raises(InputError) as e:
-        LOADERS[name](missing)
+        CORPORA[name].load(missing)
     assert str(missing) in str(e.value) and "expected" in str(e.value)
 
 
-@pytest.mark.parametrize("name", sorted(LOADERS))
+@pytest.mark.parametrize("name", sorted(CORPORA))
 def test_empty_root_is_an_error(tmp_path, name):
     with pytest.raises(InputError) as e:
         prepare(name, tmp_path)
@@ -397,8 +397,7 @@ def test_wrong_layouts(tmp_path):
 
 
 def test_registry_is_consistent():
-    assert set(LOADERS) == set(SUBDIRS) == set(LAYOUTS)
-    assert set(LOADERS) == {"ravdess", "savee", "fer2013", "meld", "goemotions", "emobank", "mosi", "sims"}
+    assert set(CORPORA) == {"ravdess", "savee", "fer2013", "meld", "goemotions", "emobank", "mosi", "sims"}
 
 
 # ------------------------------------------------------------------------------------------ real corpora

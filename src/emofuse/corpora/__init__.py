@@ -18,50 +18,28 @@ in :mod:`.mosi_sims`). Each module's docstring states the corpus facts, licence 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 from ..errors import InputError
 from . import emobank, fer2013, goemotions, meld, mosi_sims, ravdess, savee
 from .emobox import emobox_folds
-from .manifest import SPLITS, Item, Manifest
+from .manifest import SPLITS, Corpus, Item, Manifest
 
-LOADERS: dict[str, Callable[[Path], Manifest]] = {
-    "ravdess": ravdess.load,
-    "savee": savee.load,
-    "fer2013": fer2013.load,
-    "meld": meld.load,
-    "goemotions": goemotions.load,
-    "emobank": emobank.load,
-    "mosi": mosi_sims.load_mosi,
-    "sims": mosi_sims.load_sims,
-}
-
-# Where each corpus lies below the shared data folder (see its README).
-SUBDIRS: dict[str, str] = {
-    "ravdess": ravdess.SUBDIR, "savee": savee.SUBDIR, "fer2013": fer2013.SUBDIR, "meld": meld.SUBDIR,
-    "goemotions": goemotions.SUBDIR, "emobank": emobank.SUBDIR,
-    "mosi": mosi_sims.SUBDIR["mosi"], "sims": mosi_sims.SUBDIR["sims"],
-}
-
-LAYOUTS: dict[str, str] = {
-    "ravdess": ravdess.LAYOUT, "savee": savee.LAYOUT, "fer2013": fer2013.LAYOUT, "meld": meld.LAYOUT,
-    "goemotions": goemotions.LAYOUT, "emobank": emobank.LAYOUT,
-    "mosi": mosi_sims.layout("mosi"), "sims": mosi_sims.layout("sims"),
-}
+MODULES = (ravdess, savee, fer2013, meld, goemotions, emobank, mosi_sims)  # add a corpus module here
+CORPORA: dict[str, Corpus] = {c.name: c for mod in MODULES for c in mod.CORPORA}
 
 
 def prepare(name: str, root: str | Path) -> Manifest:
     """The manifest of corpus ``name`` at ``root``: the corpus folder, or a data folder that holds it at
-    the shared layout's place (``SUBDIRS[name]``, e.g. ``speech/ravdess``)."""
+    the shared layout's place (``CORPORA[name].subdir``, e.g. ``speech/ravdess``)."""
     key = name.strip().lower()
-    if key not in LOADERS:
-        raise InputError(f"unknown corpus {name!r}; known: {', '.join(sorted(LOADERS))}")
+    if key not in CORPORA:
+        raise InputError(f"unknown corpus {name!r}; known: {', '.join(sorted(CORPORA))}")
+    c = CORPORA[key]
     root = Path(root).expanduser()
     if not root.exists():
-        raise InputError(f"{name} root {root} does not exist; expected {LAYOUTS[key]}")
-    if (root / SUBDIRS[key]).exists():
-        root = root / SUBDIRS[key]
-    return LOADERS[key](root)
+        raise InputError(f"{name} root {root} does not exist; expected {c.layout}")
+    if c.subdir and (root / c.subdir).exists():
+        root = root / c.subdir
+    return c.load(root)
 
 
-__all__ = ["Item", "LAYOUTS", "LOADERS", "Manifest", "SPLITS", "SUBDIRS", "emobox_folds", "prepare"]
+__all__ = ["CORPORA", "Corpus", "Item", "Manifest", "SPLITS", "emobox_folds", "prepare"]

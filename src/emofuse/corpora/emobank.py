@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .manifest import Item, Manifest, Problems, read_csv, require_dir, split_name
+from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir, split_name
 
 NAME = "emobank"
 SUBDIR = "text/emobank"
@@ -54,3 +54,6 @@ def load(root: str | Path) -> Manifest:
                           valence=rescale(v), arousal=rescale(a),
                           extra={"V": v, "A": a, "D": d, "dominance": rescale(d)}))
     return Manifest(items, probs.lines())
+
+
+CORPORA = (Corpus("emobank", load, SUBDIR, LAYOUT),)

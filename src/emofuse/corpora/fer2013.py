@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..taxonomy import FER2013
-from .manifest import Item, Manifest, Problems, read_csv, require_dir
+from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir
 
 NAME = "fer2013"
 SUBDIR = "faces/fer2013"
@@ -111,3 +111,6 @@ def load_csv(path: Path) -> Manifest:
         items.append(Item(id=f"fer2013-{i}", corpus=NAME, split=USAGE[usage], label=LABEL_MAP[orig],
                           original_label=orig, extra={"pixels": px, "usage": usage, "row": i}))
     return Manifest(items, probs.lines())
+
+
+CORPORA = (Corpus("fer2013", load, SUBDIR, LAYOUT),)

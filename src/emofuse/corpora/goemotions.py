@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..taxonomy import GOEMOTIONS_EKMAN
-from .manifest import Item, Manifest, Problems, require_dir
+from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "goemotions"
 SUBDIR = "text/goemotions"
@@ -90,3 +90,6 @@ def load(root: str | Path) -> Manifest:
             items.append(Item(id=cid, corpus=NAME, text=text, split=split, label=label,
                               original_label=MULTI_SEP.join(labs), extra=extra))
     return Manifest(items, probs.lines())
+
+
+CORPORA = (Corpus("goemotions", load, SUBDIR, LAYOUT),)

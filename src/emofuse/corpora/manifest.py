@@ -190,3 +190,13 @@ def require_dir(root: Path, corpus: str, layout: str) -> Path:
     if not root.exists():
         raise InputError(f"{corpus} root {root} does not exist; expected {layout}")
     return root
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A registered corpus: how to load it and where it lies."""
+
+    name: str  # registry key, e.g. "ravdess"
+    load: Callable[[Path], "Manifest"]  # root -> manifest
+    subdir: str  # its place below a shared data folder (e.g. "speech/ravdess"); "" if none
+    layout: str  # the expected layout, quoted in errors

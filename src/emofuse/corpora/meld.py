@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..taxonomy import MELD
-from .manifest import Item, Manifest, Problems, read_csv, require_dir
+from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir
 
 NAME = "meld"
 SUBDIR = "text/meld"
@@ -84,3 +84,6 @@ def load(root: str | Path, clips_dir: str | Path | None = None) -> Manifest:
                               speaker=r["Speaker"].strip() or None, split=split, label=LABEL_MAP[emo],
                               original_label=emo, extra=extra))
     return Manifest(items, probs.lines())
+
+
+CORPORA = (Corpus("meld", load, SUBDIR, LAYOUT),)

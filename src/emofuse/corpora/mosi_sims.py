@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .manifest import Item, Manifest, Problems, read_csv, require_dir, split_name
+from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir, split_name
 
 COLUMNS = ("name", "split", "sentiment", "chinese", "english")
 SCALE = {"mosi": 3.0, "sims": 1.0}
@@ -71,3 +71,7 @@ def load_mosi(root: str | Path) -> Manifest:
 
 def load_sims(root: str | Path) -> Manifest:
     return load(root, "sims")
+
+
+CORPORA = (Corpus("mosi", load_mosi, SUBDIR["mosi"], layout("mosi")),
+           Corpus("sims", load_sims, SUBDIR["sims"], layout("sims")))

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..taxonomy import RAVDESS
 from .emobox import assign_folds, emobox_folds
-from .manifest import Item, Manifest, Problems, require_dir
+from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "ravdess"
 SUBDIR = "speech/ravdess"  # below the shared data root
@@ -87,3 +87,6 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
 
 
 __all__ = ["CODES", "LABEL_MAP", "LAYOUT", "emobox_folds", "load"]
+
+
+CORPORA = (Corpus("ravdess", load, SUBDIR, LAYOUT),)

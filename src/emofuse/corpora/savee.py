@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..taxonomy import SAVEE
 from .emobox import assign_folds, emobox_folds
-from .manifest import Item, Manifest, Problems, require_dir
+from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "savee"
 SUBDIR = "speech/savee"
@@ -72,3 +72,6 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
 
 
 __all__ = ["CODES", "LABEL_MAP", "LAYOUT", "emobox_folds", "load"]
+
+
+CORPORA = (Corpus("savee", load, SUBDIR, LAYOUT),)
