@@ -10,8 +10,10 @@ Loaders only list and parse files; they never decode media. A root that is missi
 another layout raises :class:`emofuse.errors.InputError` naming the root and the expected layout;
 entries that cannot be parsed are skipped and counted in ``Manifest.warnings``.
 
-Corpora: ravdess, savee, fer2013, meld, goemotions, emobank, mosi, sims (one module each; mosi and sims
-in :mod:`.mosi_sims`). Each module's docstring states the corpus facts, licence and label rule, and its
+Corpora (``CORPORA`` lists the registered names): speech RAVDESS, SAVEE, EmoDB, CREMA-D, TESS, IEMOCAP
+(4- and 6-class); faces FER2013, CK+, AffectNet-style folders; video AFEW; text MELD, GoEmotions,
+EmoBank, ISEAR; sentiment CMU-MOSI, CH-SIMS, CMU-MOSEI / CH-SIMS v2 (label.csv), MMSA feature pickles
+(only with an explicit ``trust_pickle=True``: pickles execute code); RAVDESS audio-visual features (npz). Each module's docstring states the corpus facts, licence and label rule, and its
 ``LABEL_MAP`` maps ``original_label`` to the canonical label.
 """
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from ..errors import InputError
-from . import emobank, fer2013, goemotions, meld, mosi_sims, ravdess, savee
+from . import (affectnet, afew, ckplus, crema_d, emobank, emodb, fer2013, goemotions, iemocap, isear, meld, mmsa,
+               mosei, mosi_sims, ravdess, ravdess_av, savee, tess)
 from .emobox import emobox_folds
 from .manifest import SPLITS, Corpus, Item, Manifest
 
-MODULES = (ravdess, savee, fer2013, meld, goemotions, emobank, mosi_sims)  # add a corpus module here
+MODULES = (ravdess, savee, emodb, crema_d, tess, iemocap, fer2013, ckplus, affectnet, afew, meld, goemotions, emobank,
+           isear, mosi_sims, mosei, mmsa, ravdess_av)  # add a corpus module here
 CORPORA: dict[str, Corpus] = {c.name: c for mod in MODULES for c in mod.CORPORA}
 
 
