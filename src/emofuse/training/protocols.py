@@ -1,0 +1,368 @@
+"""Evaluation protocols: how a manifest is cut into train / validation / test splits.
+
+    from emofuse.training.protocols import PROTOCOLS, make_splits
+    for split in make_splits("kfold", manifest, k=5, seed=0):
+        train, val, test = split.select(manifest)
+
+Every protocol is a function ``(items, **params) -> list[Split]`` registered in :data:`PROTOCOLS`:
+
+``holdout``  the corpus's official train / val (or dev) / test splits; a missing val split is carved from
+             train (by speaker when known, else stratified by label); a missing test split is left empty.
+``kfold``    speaker-independent k-fold CV: the items' ``fold`` field (EmoBox folds) when set, else
+             GroupKFold over speakers.
+``loso``     leave-one-speaker-out.
+``loco``     leave-one-corpus-out (multi-corpus / cross-corpus work).
+``random``   a stratified random split: speaker-DEPENDENT, for comparison with papers that use one.
+
+Rules shared by all protocols:
+
+* Ids in a :class:`Split` are :func:`item_key` strings ``"<corpus>/<id>"``: item ids are only unique
+  within a corpus, and multi-corpus protocols (``loco``) must not confuse two corpora's items.
+* Speakers are likewise compared as ``"<corpus>/<speaker>"`` (speaker "01" of two corpora are two
+  people). Items with ``speaker=None`` cannot leak a speaker and are ignored by the speaker check.
+* Validation data always comes from the *training* pool (never the test fold/speaker/corpus), so model
+  selection never sees test speakers. When speakers are known it is carved by whole speakers.
+* ``labelled_only=True`` (default) drops items whose ``label`` is None: they cannot be scored by a
+  classifier, and keeping them would silently change fold sizes.
+* Everything is deterministic given ``seed``: items are sorted by key first (input order does not
+  matter) and each fold draws from its own ``numpy`` generator seeded with ``(seed, fold index)``.
+* Speaker-independent protocols (kfold, loso, loco) verify their output with
+  :func:`check_speaker_independent` and raise ValueError naming a leaking speaker.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..corpora.manifest import Item
+
+__all__ = [
+    "PROTOCOLS",
+    "Protocol",
+    "Split",
+    "check_speaker_independent",
+    "holdout",
+    "item_key",
+    "kfold",
+    "loco",
+    "loso",
+    "make_splits",
+    "random_split",
+    "speaker_key",
+]
+
+PARTS = ("train", "val", "test")
+
+
+def item_key(item: Item) -> str:
+    """The id used in a :class:`Split`: ``"<corpus>/<id>"`` (``(corpus, id)`` is unique across corpora)."""
+    return f"{item.corpus}/{item.id}"
+
+
+def speaker_key(item: Item) -> str | None:
+    """``"<corpus>/<speaker>"``, or None when the speaker is unknown."""
+    return None if item.speaker is None else f"{item.corpus}/{item.speaker}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One train / val / test partition, as tuples of :func:`item_key` ids.
+
+    ``val`` may be empty (``val_speakers=0``) and ``test`` may be empty (holdout on a corpus without a
+    test split). ``speaker_independent`` records whether the protocol guarantees (and has checked) that
+    no speaker appears in two parts.
+    """
+
+    name: str
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    speaker_independent: bool = False
+
+    def __post_init__(self) -> None:
+        for part in PARTS:
+            object.__setattr__(self, part, tuple(getattr(self, part)))
+        # Overlap between parts is the one leak no protocol may ever produce: fail loudly here.
+        seen: dict[str, str] = {}
+        for part in PARTS:
+            ids = getattr(self, part)
+            if len(set(ids)) != len(ids):
+                dup = next(i for i in ids if ids.count(i) > 1)
+                raise ValueError(f"split {self.name!r}: id {dup!r} appears twice in {part}")
+            for i in ids:
+                if i in seen:
+                    raise ValueError(f"split {self.name!r}: id {i!r} is in both {seen[i]} and {part}")
+                seen[i] = part
+        if not self.train:
+            raise ValueError(f"split {self.name!r}: empty training set")
+
+    def select(self, items: Iterable[Item]) -> tuple[list[Item], list[Item], list[Item]]:
+        """The ``(train, val, test)`` items of ``items``, in the split's order. ValueError if an id of
+        the split is not among ``items`` (the split was made from another manifest)."""
+        by_key = {item_key(it): it for it in items}
+        out = []
+        for part in PARTS:
+            ids = getattr(self, part)
+            missing = [i for i in ids if i not in by_key]
+            if missing:
+                raise ValueError(f"split {self.name!r}: {len(missing)} {part} ids are not in the items "
+                                 f"(e.g. {missing[0]!r}); build the splits from the same manifest")
+            out.append([by_key[i] for i in ids])
+        return out[0], out[1], out[2]
+
+
+def check_speaker_independent(split: Split, items: Iterable[Item]) -> None:
+    """Raise ValueError naming the first speaker (``corpus/speaker``) whose items lie in two parts of
+    ``split``. Items with an unknown speaker are ignored; an id not among ``items`` is an error."""
+    spk = {item_key(it): speaker_key(it) for it in items}
+    where: dict[str, str] = {}
+    for part in PARTS:
+        for i in getattr(split, part):
+            if i not in spk:
+                raise ValueError(f"split {split.name!r}: id {i!r} is not among the items")
+            s = spk[i]
+            if s is None:
+                continue
+            if s in where and where[s] != part:
+                raise ValueError(f"split {split.name!r} is not speaker-independent: speaker {s!r} is in "
+                                 f"both {where[s]} and {part} (e.g. item {i!r})")
+            where.setdefault(s, part)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _prepare(items: Sequence[Item], labelled_only: bool) -> list[Item]:
+    """Labelled items (if asked), sorted by key so that input order never changes a split."""
+    out = [it for it in items if not labelled_only or it.label is not None]
+    if not out:
+        raise ValueError("no items to split" + (" (all unlabelled; pass labelled_only=False?)" if items else ""))
+    keys = [item_key(it) for it in out]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"item {dup!r} appears twice in the items")
+    return sorted(out, key=item_key)
+
+
+def _rng(seed: int, index: int) -> np.random.Generator:
+    # One generator per fold: fold i's val does not depend on how many draws earlier folds made.
+    return np.random.default_rng([seed, index])
+
+
+def _n_of(spec: int | float, n: int, what: str) -> int:
+    """A count (int) or fraction of ``n`` (float in [0, 1)) -> a count, at least 1 for a non-zero fraction."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, float)):
+        raise TypeError(f"{what} must be an int count or a float fraction, not {spec!r}")
+    if isinstance(spec, float):
+        if not 0.0 <= spec < 1.0:
+            raise ValueError(f"{what}={spec}: a fraction must be in [0, 1)")
+        return 0 if spec == 0.0 else max(1, round(spec * n))
+    if spec < 0:
+        raise ValueError(f"{what}={spec} must be >= 0")
+    return spec
+
+
+def _stratified(items: Sequence[Item], fractions: Sequence[float], rng: np.random.Generator) -> list[list[Item]]:
+    """Cut ``items`` into ``len(fractions) + 1`` parts, each label spread in proportion (the remainder
+    goes to the first part, i.e. train). Labels are kept in their own groups so rare emotions are not
+    lost from val/test by chance."""
+    groups: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        groups[it.label or ""].append(it)
+    parts: list[list[Item]] = [[] for _ in range(len(fractions) + 1)]
+    for lab in sorted(groups):
+        g = groups[lab]
+        perm = [g[j] for j in rng.permutation(len(g))]
+        start = 0
+        for p, f in enumerate(fractions, 1):
+            n = int(round(f * len(g)))
+            n = min(n, len(g) - start - 1) if len(g) - start > 1 else 0  # keep one item for train
+            parts[p].extend(perm[start:start + max(n, 0)])
+            start += max(n, 0)
+        parts[0].extend(perm[start:])
+    return parts
+
+
+def _carve_val(pool: Sequence[Item], rng: np.random.Generator, val_speakers: int | float,
+               val_fraction: float) -> tuple[list[Item], list[Item]]:
+    """Split a training pool into (train, val). Items with a known speaker go by whole speakers
+    (``val_speakers`` of them, at least one speaker always left for training) so that val measures
+    generalisation to new speakers and never shares a speaker with train; items without a speaker
+    (``val_fraction`` of them) are stratified by label. Done per corpus, so that every training corpus
+    is represented in val in proportion."""
+    by_corpus: dict[str, list[Item]] = defaultdict(list)
+    for it in pool:
+        by_corpus[it.corpus].append(it)
+    train: list[Item] = []
+    val: list[Item] = []
+    for corpus in sorted(by_corpus):
+        group = by_corpus[corpus]
+        speakers = sorted({it.speaker for it in group if it.speaker is not None})
+        n = min(_n_of(val_speakers, len(speakers), "val_speakers"), max(len(speakers) - 1, 0))
+        chosen = {speakers[j] for j in rng.permutation(len(speakers))[:n]}
+        for it in group:
+            if it.speaker is not None:
+                (val if it.speaker in chosen else train).append(it)
+        unknown = [it for it in group if it.speaker is None]
+        if unknown:
+            tr, va = _stratified(unknown, [val_fraction], rng)
+            train.extend(tr)
+            val.extend(va)
+    return train, val
+
+
+def _split(name: str, train: Iterable[Item], val: Iterable[Item], test: Iterable[Item],
+           items: Sequence[Item], speaker_independent: bool) -> Split:
+    s = Split(name, tuple(sorted(map(item_key, train))), tuple(sorted(map(item_key, val))),
+              tuple(sorted(map(item_key, test))), speaker_independent)
+    if speaker_independent:
+        check_speaker_independent(s, items)
+    return s
+
+
+def _need_speakers(items: Sequence[Item], protocol: str) -> None:
+    missing = [it for it in items if it.speaker is None]
+    if missing:
+        raise ValueError(f"{protocol} needs a speaker for every item; {len(missing)} have none "
+                         f"(e.g. {item_key(missing[0])!r}); use holdout or random for such corpora")
+
+
+# -------------------------------------------------------------------------------------------- protocols
+
+
+def holdout(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
+            val_fraction: float = 0.1, labelled_only: bool = True) -> list[Split]:
+    """The official splits: ``train``; ``val`` and ``dev`` (both as validation); ``test``.
+
+    Items without a split are left out. If no item is in val/dev, validation is carved from train,
+    seeded: ``val_speakers`` whole training speakers (count or fraction) where speakers are known,
+    ``val_fraction`` of the items stratified by label where they are not. If no item is in test, the test part is EMPTY:
+    figures reported for such a corpus are then validation figures and must be labelled as such
+    (e.g. GoEmotions-style corpora whose test labels are withheld). Official splits are kept as
+    published, so the result is not checked for speaker independence (e.g. MELD's characters recur).
+    """
+    its = _prepare(items, labelled_only)
+    parts: dict[str, list[Item]] = {"train": [], "val": [], "test": []}
+    for it in its:
+        if it.split is not None:
+            parts["val" if it.split == "dev" else it.split].append(it)
+    if not parts["train"]:
+        raise ValueError("holdout needs items with split='train'; this corpus has no official split "
+                         "(use kfold, loso or random)")
+    train, val = parts["train"], parts["val"]
+    if not val:
+        train, val = _carve_val(train, _rng(seed, 0), val_speakers, val_fraction)
+    return [_split("holdout", train, val, parts["test"], its, speaker_independent=False)]
+
+
+def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int | float = 0.2,
+          val_fraction: float = 0.1, labelled_only: bool = True) -> list[Split]:
+    """Speaker-independent k-fold cross-validation, one Split per fold (every item tested once).
+
+    When items carry ``fold`` (EmoBox folds: the fold in which the item is a test item), those folds
+    are used as published and ``k`` is ignored; all items must then have one. Otherwise the folds are
+    ``sklearn.model_selection.GroupKFold(k)`` over speakers (deterministic, balanced by item count).
+    Validation is carved from the fold's TRAINING speakers only (``val_speakers``: a count or a
+    fraction), with a seed per fold; never from the test fold.
+    """
+    its = _prepare(items, labelled_only)
+    has_fold = [it.fold is not None for it in its]
+    if any(has_fold):
+        if not all(has_fold):
+            bad = next(it for it in its if it.fold is None)
+            raise ValueError(f"kfold: some items have a fold and some not (e.g. {item_key(bad)!r}); "
+                             "assign every item a fold, or clear them all to use GroupKFold")
+        tests = [(f"fold{f}", [it for it in its if it.fold == f]) for f in sorted({it.fold for it in its})]
+    else:
+        _need_speakers(its, "kfold")
+        groups = [speaker_key(it) for it in its]
+        n_spk = len(set(groups))
+        if not 2 <= k <= n_spk:
+            raise ValueError(f"kfold: k={k} must be between 2 and the number of speakers ({n_spk})")
+        from sklearn.model_selection import GroupKFold  # the `train` extra
+
+        tests = [(f"fold{i + 1}", [its[j] for j in te])
+                 for i, (_, te) in enumerate(GroupKFold(n_splits=k).split(its, groups=groups))]
+    out = []
+    for i, (name, test) in enumerate(tests):
+        test_keys = {item_key(it) for it in test}
+        train, val = _carve_val([it for it in its if item_key(it) not in test_keys], _rng(seed, i),
+                                val_speakers, val_fraction)
+        out.append(_split(name, train, val, test, its, speaker_independent=True))
+    return out
+
+
+def loso(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
+         labelled_only: bool = True) -> list[Split]:
+    """Leave-one-speaker-out: one Split per speaker (sorted by ``corpus/speaker``) testing on that
+    speaker; validation speakers drawn (seeded, per split) from the remaining speakers."""
+    its = _prepare(items, labelled_only)
+    _need_speakers(its, "loso")
+    speakers = sorted({speaker_key(it) for it in its})  # type: ignore[type-var]  # all known above
+    if len(speakers) < 2:
+        raise ValueError(f"loso needs at least 2 speakers; found {speakers}")
+    out = []
+    for i, s in enumerate(speakers):
+        test = [it for it in its if speaker_key(it) == s]
+        train, val = _carve_val([it for it in its if speaker_key(it) != s], _rng(seed, i), val_speakers, 0.1)
+        out.append(_split(f"loso-{s}", train, val, test, its, speaker_independent=True))
+    return out
+
+
+def loco(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
+         val_fraction: float = 0.1, labelled_only: bool = True) -> list[Split]:
+    """Leave-one-corpus-out: one Split per corpus (sorted), training on all the other corpora and
+    testing on the one left out (cross-corpus generalisation). Validation is carved from each training
+    corpus by speaker (by label where speakers are unknown), so the left-out corpus is never seen
+    before testing. Only labelled items by default: the corpora share the canonical label set.
+    """
+    its = _prepare(items, labelled_only)
+    corpora = sorted({it.corpus for it in its})
+    if len(corpora) < 2:
+        raise ValueError(f"loco needs items from at least 2 corpora; found {corpora}")
+    out = []
+    for i, c in enumerate(corpora):
+        test = [it for it in its if it.corpus == c]
+        train, val = _carve_val([it for it in its if it.corpus != c], _rng(seed, i), val_speakers, val_fraction)
+        out.append(_split(f"loco-{c}", train, val, test, its, speaker_independent=True))
+    return out
+
+
+def random_split(items: Sequence[Item], *, seed: int = 0, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2, labelled_only: bool = True) -> list[Split]:
+    """A stratified (by label) random train/val/test split, seeded.
+
+    SPEAKER-DEPENDENT: the same speakers appear in train and test, so figures are optimistic compared
+    with speaker-independent protocols; use it only to compare with papers that report such a split.
+    """
+    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"random: {name}={f} must be in [0, 1)")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("random: val_fraction + test_fraction must be < 1")
+    its = _prepare(items, labelled_only)
+    train, val, test = _stratified(its, [val_fraction, test_fraction], _rng(seed, 0))
+    return [_split("random", train, val, test, its, speaker_independent=False)]
+
+
+Protocol = Callable[..., list[Split]]
+
+PROTOCOLS: dict[str, Protocol] = {
+    "holdout": holdout,
+    "kfold": kfold,
+    "loso": loso,
+    "loco": loco,
+    "random": random_split,
+}
+
+
+def make_splits(name: str, items: Sequence[Item], **params: object) -> list[Split]:
+    """``PROTOCOLS[name](items, **params)`` with a ValueError listing the known names."""
+    key = name.strip().lower()
+    if key not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[key](items, **params)
