@@ -156,6 +156,14 @@ def setup() -> None:
     err.print("[green]ready[/]")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def extract(ctx: typer.Context) -> None:
+    """Extract features for a corpus into the resumable cache (`emofuse extract --help` for options)."""
+    from .extract import main as extract_main
+
+    raise typer.Exit(extract_main(list(ctx.args)))
+
+
 @app.command()
 def components() -> None:
     """List the model components, where they come from and their licences."""

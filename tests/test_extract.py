@@ -1,0 +1,153 @@
+"""emofuse.extract: cached, resumable extraction (text extractors on synthetic items; one slow voice test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emofuse import extract as ext
+from emofuse.corpora.manifest import Item
+from emofuse.errors import InputError
+from emofuse.features.text import get_encoder, is_ready
+
+pytestmark = pytest.mark.skipif(not is_ready("minilm-l6"), reason="MiniLM graph not set up: run `emofuse setup`")
+
+TEXTS = ["I am so happy today!", "Get out of here, I hate you.", "The train leaves at noon.",
+         "What a wonderful surprise", "I am scared of the dark", "This is disgusting.",
+         "Nothing special happened.", "I miss her so much."]
+
+
+def items(texts=TEXTS, corpus: str = "synth") -> list[Item]:
+    return [Item(id=f"t{i:02d}", corpus=corpus, text=t) for i, t in enumerate(texts)]
+
+
+def test_registry_and_config_hash() -> None:
+    assert {"voice-whisper-base", "voice-whisper-tiny.en", "text-minilm-l6", "text-e5-small"} <= set(ext.EXTRACTORS)
+    hashes = {ext.EXTRACTORS[n].config_hash() for n in ext.EXTRACTORS}
+    assert len(hashes) == len(ext.EXTRACTORS)
+    e = ext.EXTRACTORS["voice-whisper-base"]
+    assert e.identity()["model_sha256"] and "voice-v" in e.identity()["version"]
+    with pytest.raises(InputError, match="unknown extractor"):
+        ext.get_extractor("nope")
+
+
+@pytest.mark.parametrize("name,encoder", [("text-minilm-l6", "minilm-l6"), ("text-e5-small", "e5-small")])
+def test_matches_encoder_and_second_run_is_cached(tmp_path: Path, name: str, encoder: str) -> None:
+    its = items()
+    r1 = ext.extract(its, name, tmp_path, progress=False)
+    assert (r1.n_total, r1.n_cached, r1.n_done, r1.n_failed) == (8, 0, 8, 0)
+    assert r1.items_per_second > 0
+    ids, X = ext.load_features(its, name, tmp_path)
+    assert ids == [it.id for it in its]
+    ref = get_encoder(encoder).encode(TEXTS)
+    np.testing.assert_allclose(X, ref, atol=1e-5)
+    r2 = ext.extract(its, name, tmp_path, progress=False)
+    assert (r2.n_cached, r2.n_done, r2.n_failed) == (8, 0, 0)
+    folder = ext.EXTRACTORS[name].folder(tmp_path)
+    assert folder.name.startswith(name + "-") and (folder / "config.json").exists()
+    assert not list(folder.glob("*.tmp*"))
+
+
+def test_resume_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    its = items()
+    real = ext._compute_text
+    calls = {"n": 0}
+
+    def flaky(model, cfg, chunk):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the run dies in the middle
+        return real(model, cfg, chunk)
+
+    # Extractor is frozen: swap the registry entry
+    monkeypatch.setitem(ext.EXTRACTORS, "text-minilm-l6",
+                        ext.Extractor("text-minilm-l6", "text", ext.EXTRACTORS["text-minilm-l6"].config,
+                                      ext._load_text, flaky))
+    with pytest.raises(KeyboardInterrupt):
+        ext.extract(its, "text-minilm-l6", tmp_path, progress=False, chunk_size=2)
+    monkeypatch.undo()
+    r = ext.extract(its, "text-minilm-l6", tmp_path, progress=False, chunk_size=2)
+    assert (r.n_cached, r.n_done, r.n_failed) == (4, 4, 0)
+    _, X = ext.load_features(its, "text-minilm-l6", tmp_path)
+    np.testing.assert_allclose(X, get_encoder("minilm-l6").encode(TEXTS), atol=1e-5)
+
+
+def test_prepopulated_half_and_changed_text(tmp_path: Path) -> None:
+    its = items()
+    ext.extract(its[:4], "text-minilm-l6", tmp_path, progress=False)
+    r = ext.extract(its, "text-minilm-l6", tmp_path, progress=False)
+    assert (r.n_cached, r.n_done) == (4, 4)
+    changed = list(its)
+    changed[0] = Item(id="t00", corpus="synth", text="A different sentence now.")
+    with pytest.raises(InputError, match="1 of 8 items"):
+        ext.load_features(changed, "text-minilm-l6", tmp_path)
+    r = ext.extract(changed, "text-minilm-l6", tmp_path, progress=False)
+    assert (r.n_cached, r.n_done) == (7, 1)
+    _, X = ext.load_features(changed, "text-minilm-l6", tmp_path)
+    np.testing.assert_allclose(X[0], get_encoder("minilm-l6").encode(["A different sentence now."])[0], atol=1e-5)
+
+
+def test_failures_reported_not_cached(tmp_path: Path) -> None:
+    its = items(TEXTS[:3] + ["   "]) + [Item(id="none", corpus="synth")]
+    r = ext.extract(its, "text-minilm-l6", tmp_path, progress=False)
+    assert (r.n_done, r.n_failed) == (3, 2)
+    assert dict(r.failures)["t03"].endswith("empty text") and "none" in dict(r.failures)
+    assert "2 failed" in r.summary() and "empty text" in r.summary()
+    r2 = ext.extract(its, "text-minilm-l6", tmp_path, progress=False)  # failures are retried, never skipped
+    assert (r2.n_cached, r2.n_done, r2.n_failed) == (3, 0, 2)
+    with pytest.raises(InputError, match=r"2 of 5 items .*emofuse extract --corpus synth"):
+        ext.load_features(its, "text-minilm-l6", tmp_path)
+
+
+def test_missing_audio_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A voice item whose file is missing is reported; the others are embedded (stub model, no Whisper)."""
+    from emofuse.features import voice as vf
+
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"x")
+    monkeypatch.setattr(vf, "load_audio", lambda p: np.ones(16000, dtype=np.float32))
+    monkeypatch.setattr(vf, "embed_clips", lambda model, clips, **kw: np.stack([np.full(4, len(c)) for c in clips]))
+    monkeypatch.setattr(ext, "_load_voice", lambda cfg, threads: object())
+    e = ext.EXTRACTORS["voice-whisper-tiny.en"]
+    monkeypatch.setitem(ext.EXTRACTORS, e.name, ext.Extractor(e.name, "voice", e.config, ext._load_voice, e.compute))
+    its = [Item(id="ok1", corpus="c", paths=(wav,), speaker="s1"),
+           Item(id="gone", corpus="c", paths=(tmp_path / "missing.wav",), speaker="s1"),
+           Item(id="ok2", corpus="c", paths=(wav,), speaker="s2")]
+    r = ext.extract(its, e.name, tmp_path / "cache", progress=False)
+    assert (r.n_done, r.n_failed) == (2, 1)
+    assert r.failures[0][0] == "gone" and "does not exist" in r.failures[0][1]
+    ids, X = ext.load_features([its[0], its[2]], e.name, tmp_path / "cache")
+    assert ids == ["ok1", "ok2"] and X.shape == (2, 4)
+
+
+def test_workers(tmp_path: Path) -> None:
+    its = items()
+    r = ext.extract(its, "text-minilm-l6", tmp_path, workers=2, progress=False, chunk_size=4)
+    assert (r.n_done, r.n_failed) == (8, 0)
+    _, X = ext.load_features(its, "text-minilm-l6", tmp_path)
+    np.testing.assert_allclose(X, get_encoder("minilm-l6").encode(TEXTS), atol=1e-5)
+
+
+def test_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], data_root: Path) -> None:
+    rc = ext.main(["--corpus", "meld", "--data", str(data_root), "--extractor", "text-minilm-l6",
+                   "--cache", str(tmp_path), "--limit", "5", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc in (0, 1) and "text-minilm-l6: 5 items" in out
+
+
+@pytest.mark.slow
+def test_voice_on_ravdess(tmp_path: Path, data_root: Path) -> None:
+    from emofuse.corpora import prepare
+
+    try:
+        m = prepare("ravdess", data_root)
+    except InputError as e:
+        pytest.skip(str(e))
+    its = m.filter(speaker=m.speakers()[0])[:3]
+    r = ext.extract(its, "voice-whisper-tiny.en", tmp_path, progress=False)
+    assert (r.n_done, r.n_failed) == (3, 0) and r.rtf is not None and r.audio_seconds > 5
+    ids, X = ext.load_features(its, "voice-whisper-tiny.en", tmp_path)
+    assert X.shape == (3, 768) and np.isfinite(X).all()
+    assert ext.extract(its, "voice-whisper-tiny.en", tmp_path, progress=False).n_cached == 3
