@@ -87,6 +87,8 @@ def plot_timeline(r: AnalysisResult, path: str | Path) -> Path:
                         textcoords="offset points", rotation=-25, fontsize=7, ha="left", va="top",
                         annotation_clip=False)
     ax.set_xlabel("time (s)" if timed else "segment", loc="right")
+    if not timed:
+        ax.set_xticks([i + 0.45 for i in range(len(segs))], [str(i + 1) for i in range(len(segs))])
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[e]) for e in EMOTIONS]
     fig.legend(handles, EMOTIONS, loc="upper center", ncol=len(EMOTIONS), fontsize=8, frameon=False)
     fig.suptitle(Path(r.input).name, y=0.99, fontsize=10, x=0.01, ha="left")
