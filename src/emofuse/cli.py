@@ -164,6 +164,22 @@ def extract(ctx: typer.Context) -> None:
     raise typer.Exit(extract_main(list(ctx.args)))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def train(ctx: typer.Context) -> None:
+    """Train and evaluate a head from a TOML config (`emofuse train --help` for options)."""
+    from .training.run import train_main
+
+    raise typer.Exit(train_main(list(ctx.args)))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def evaluate(ctx: typer.Context) -> None:
+    """Evaluate a saved head on a corpus (`emofuse evaluate --help` for options)."""
+    from .training.run import evaluate_main
+
+    raise typer.Exit(evaluate_main(list(ctx.args)))
+
+
 @app.command()
 def components() -> None:
     """List the model components, where they come from and their licences."""
