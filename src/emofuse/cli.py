@@ -181,6 +181,20 @@ def evaluate(ctx: typer.Context) -> None:
 
 
 @app.command()
+def models() -> None:
+    """List the registered fusion networks."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import FUSION_MODELS
+
+    t = Table("name", "what")
+    for name, cls in FUSION_MODELS.items():
+        t.add_row(name, " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()))  # first paragraph
+    Console(width=None if sys.stdout.isatty() else 200).print(t)  # piped: never cut names
+
+
+@app.command()
 def components() -> None:
     """List the model components, where they come from and their licences."""
     from rich.console import Console
@@ -191,7 +205,7 @@ def components() -> None:
     t = Table("name", "package", "path", "sha256", "licence", "what")
     for c in COMPONENTS.values():
         t.add_row(c.name, f"{c.dist}=={c.pin}", c.path, c.sha256[:16] + "…", c.licence, c.note)
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 200).print(t)  # piped: never cut names
 
 
 def main() -> None:
