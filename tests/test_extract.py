@@ -107,7 +107,11 @@ def test_missing_audio_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     wav = tmp_path / "a.wav"
     wav.write_bytes(b"x")
-    monkeypatch.setattr(vf, "load_audio", lambda p: np.ones(16000, dtype=np.float32))
+    import emofuse.media
+
+    real = emofuse.media.load_audio
+    monkeypatch.setattr(emofuse.media, "load_audio",
+                        lambda p: real(p) if not Path(p).exists() else np.ones(16000, dtype=np.float32))
     monkeypatch.setattr(vf, "embed_clips", lambda model, clips, **kw: np.stack([np.full(4, len(c)) for c in clips]))
     monkeypatch.setattr(ext, "_load_voice", lambda cfg, threads: object())
     e = ext.EXTRACTORS["voice-whisper-tiny.en"]
@@ -117,7 +121,7 @@ def test_missing_audio_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPat
            Item(id="ok2", corpus="c", paths=(wav,), speaker="s2")]
     r = ext.extract(its, e.name, tmp_path / "cache", progress=False)
     assert (r.n_done, r.n_failed) == (2, 1)
-    assert r.failures[0][0] == "gone" and "does not exist" in r.failures[0][1]
+    assert r.failures[0][0] == "gone" and "no such file" in r.failures[0][1]
     ids, X = ext.load_features([its[0], its[2]], e.name, tmp_path / "cache")
     assert ids == ["ok1", "ok2"] and X.shape == (2, 4)
 

@@ -7,6 +7,7 @@ import pytest
 
 from emofuse.experts import shipped_head
 from emofuse.features import voice as vf
+from emofuse.media import load_audio
 from emofuse.taxonomy import EMOTIONS
 
 # ------------------------------------------------------------------------------------------- pool_frames
@@ -179,7 +180,7 @@ def test_tiny_head_on_real_ravdess_clips(data_root):
     if not all(p.exists() for p in paths):
         pytest.skip("RAVDESS Actor_11 clips missing")
     model = load_whisper("whisper-tiny.en")
-    X = vf.embed_clips(model, [vf.load_audio(str(p)) for p in paths])
+    X = vf.embed_clips(model, [load_audio(p) for p in paths])
     assert X.shape == (6, 768) and np.isfinite(X).all()
     head = shipped_head("voice-whisper-tiny.en")
     probs = head.predict_proba(X)

@@ -38,10 +38,10 @@ def model_dir(name_or_path: str) -> Path:
 
 def load_whisper(name_or_path: str = "whisper-base", threads: int | None = None) -> "WhisperModel":
     """Load a Whisper model for CPU int8 inference (never contacts a hub: always a local directory)."""
-    from faster_whisper import WhisperModel
-
     threads = threads or min(2, os.cpu_count() or 1)
-    return WhisperModel(str(model_dir(name_or_path)), device="cpu", compute_type="int8", cpu_threads=threads)
+    cls = _capturing_class()  # a WhisperModel that also keeps its last encoder output
+    model: WhisperModel = cls(str(model_dir(name_or_path)), device="cpu", compute_type="int8", cpu_threads=threads)
+    return model
 
 
 _T2S: Any = None
@@ -112,8 +112,7 @@ class WhisperASR:
 
     def __init__(self, options: ASROptions = ASROptions()) -> None:
         self.options = options
-        cls = _capturing_class()
-        self.model = cls(str(model_dir(options.model)), device="cpu", compute_type="int8", cpu_threads=options.threads)
+        self.model = load_whisper(options.model, options.threads)
         self.multilingual: bool = bool(self.model.model.is_multilingual)
 
     def speech_chunks(self, audio: np.ndarray) -> list[dict[str, int]]:

@@ -121,6 +121,7 @@ def _load_voice(cfg: VoiceConfig, threads: int | None) -> Any:
 
 def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[Any]:
     """Items are one speaker's (the chunking guarantees it); unreadable clips fail alone."""
+    from . import media
     from .features import voice as vf
 
     out: list[Any] = [None] * len(items)
@@ -130,12 +131,7 @@ def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[
         try:
             if not it.paths:
                 raise InputError(f"item {it.id!r} has no media path")
-            p = it.paths[0]
-            if not p.is_file():
-                raise InputError(f"audio file {p} does not exist")
-            a = vf.load_audio(str(p))
-            if a.size == 0:
-                raise InputError(f"audio file {p} decodes to no samples")
+            a = media.load_audio(it.paths[0])  # the analysis decoder and validator: same errors, same samples
             audio.append(a)
             ok.append(i)
         except Exception as e:  # noqa: BLE001 - recorded per item

@@ -162,6 +162,12 @@ def decode_audio(p: Probe) -> tuple[np.ndarray, list[str]]:
     return audio, notes
 
 
+def load_audio(path: str | Path, options: MediaOptions = MediaOptions()) -> np.ndarray:
+    """Validate and decode a file's audio to 16 kHz mono float32 (training and feature extraction use
+    the same decoder as analysis, so features match)."""
+    return decode_audio(probe(path, options))[0]
+
+
 def _target_size(w: int, h: int, max_side: int) -> tuple[int, int]:
     s = min(1.0, max_side / max(w, h, 1))
     # Even sizes keep swscale on its fast paths.

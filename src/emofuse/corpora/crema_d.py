@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from .emobox import assign_folds, emobox_folds
+from .emobox import attach_folds
 from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir
 
 NAME = "crema_d"
@@ -97,10 +97,7 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
     have = {it.id for it in items}
     for stem in sorted(set(videos) - have):
         probs.add("video without a matching AudioWAV clip (not loaded)", videos[stem])
-    if folds_dir is None and (root.parent / "crema_d_folds").is_dir():
-        folds_dir = root.parent / "crema_d_folds"
-    if folds_dir is not None:
-        items = assign_folds(items, emobox_folds(folds_dir), probs)
+    items = attach_folds(items, root, "crema_d", folds_dir, probs)
     return Manifest(items, probs.lines())
 
 

@@ -74,3 +74,12 @@ def assign_folds(items: list[Item], folds: dict[int, tuple[set[str], set[str]]],
         else:
             out.append(dataclasses.replace(it, fold=test_of[it.id]))
     return out
+
+
+def attach_folds(items: list[Item], root: Path, corpus: str, folds_dir: str | Path | None,
+                 problems: Problems) -> list[Item]:
+    """Items with EmoBox folds from ``folds_dir``, or from a ``<corpus>_folds`` folder beside ``root`` (the
+    shared data layout); unchanged when there are none."""
+    if folds_dir is None and (root.parent / f"{corpus}_folds").is_dir():
+        folds_dir = root.parent / f"{corpus}_folds"
+    return items if folds_dir is None else assign_folds(items, emobox_folds(folds_dir), problems)

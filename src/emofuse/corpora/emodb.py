@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from .emobox import assign_folds, emobox_folds
+from .emobox import attach_folds
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "emodb"
@@ -88,10 +88,7 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
     if not items:
         where = "has EmoDB-like audio files but none parses" if audio else "has no EmoDB audio files"
         raise InputError(f"EmoDB root {root} {where}; expected {LAYOUT}")
-    if folds_dir is None and (root.parent / "emodb_folds").is_dir():
-        folds_dir = root.parent / "emodb_folds"
-    if folds_dir is not None:
-        items = assign_folds(items, emobox_folds(folds_dir), probs)
+    items = attach_folds(items, root, "emodb", folds_dir, probs)
     return Manifest(items, probs.lines())
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..taxonomy import RAVDESS
-from .emobox import assign_folds, emobox_folds
+from .emobox import attach_folds, emobox_folds
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "ravdess"
@@ -79,10 +79,7 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
             ))
     if not items:
         raise InputError(f"RAVDESS root {root} has Actor_XX folders but no speech clips in them; expected {LAYOUT}")
-    if folds_dir is None and (root.parent / "ravdess_folds").is_dir():
-        folds_dir = root.parent / "ravdess_folds"
-    if folds_dir is not None:
-        items = assign_folds(items, emobox_folds(folds_dir), probs)
+    items = attach_folds(items, root, "ravdess", folds_dir, probs)
     return Manifest(items, probs.lines())
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..taxonomy import SAVEE
-from .emobox import assign_folds, emobox_folds
+from .emobox import attach_folds, emobox_folds
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "savee"
@@ -64,10 +64,7 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
         items.append(Item(id=f"{spk}_{code}{num}", corpus=NAME, paths=(p,), speaker=f"savee-{spk}",
                           label=LABEL_MAP[orig], original_label=orig,
                           extra={"emotion_code": code, "number": int(num)}))
-    if folds_dir is None and (root.parent / "savee_folds").is_dir():
-        folds_dir = root.parent / "savee_folds"
-    if folds_dir is not None:
-        items = assign_folds(items, emobox_folds(folds_dir), probs)
+    items = attach_folds(items, root, "savee", folds_dir, probs)
     return Manifest(items, probs.lines())
 
 

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from .emobox import assign_folds, emobox_folds
+from .emobox import attach_folds
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
 NAME = "tess"
@@ -97,10 +97,7 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
             ))
     if not items:
         raise InputError(f"TESS root {root} has speaker/emotion folders but no TESS clips in them; expected {LAYOUT}")
-    if folds_dir is None and (root.parent / "tess_folds").is_dir():
-        folds_dir = root.parent / "tess_folds"
-    if folds_dir is not None:
-        items = assign_folds(items, emobox_folds(folds_dir), probs)
+    items = attach_folds(items, root, "tess", folds_dir, probs)
     return Manifest(items, probs.lines())
 
 

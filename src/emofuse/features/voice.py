@@ -183,10 +183,3 @@ def embed_clips(
     if span not in ("speech", "clip"):
         raise ValueError(f"span must be 'speech' or 'clip', not {span!r}")
     return embed_clip_views(model, clips, window_s, gap_s, packed)[span]
-
-
-def load_audio(path: str, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode any audio file PyAV reads (FLAC, WAV, MP3, a video's audio track) to mono float32."""
-    from faster_whisper.audio import decode_audio
-
-    return decode_audio(str(path), sampling_rate=sampling_rate)

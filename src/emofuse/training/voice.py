@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 import zlib
@@ -25,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..features import voice as vf
-from ..taxonomy import EMOTIONS, RAVDESS, SAVEE
+from ..media import load_audio
+from ..taxonomy import EMOTIONS
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 SEED = 0
@@ -58,41 +58,25 @@ class Clip:
 
 
 def list_clips(data: Path) -> list[Clip]:
-    """All RAVDESS speech and SAVEE clips under ``data/speech``, labels from the file names."""
+    """All RAVDESS speech and SAVEE clips under ``data`` (the corpus loaders parse the names), in file order."""
+    from ..corpora import prepare
+
     clips: list[Clip] = []
-    for p in sorted((data / "speech" / "ravdess").glob("Actor_*/*.flac")):
-        f = p.stem.split("-")
-        if len(f) != 7 or f[0] != "03" or f[1] != "01":
-            continue
-        lab = RAVDESS[f[2]]
-        if lab is None:
-            continue
-        clips.append(Clip(p.stem, "ravdess", f"ravdess-{f[6]}", lab, RAVDESS8[f[2]], p))
-    for p in sorted((data / "speech" / "savee").glob("*.flac")):
-        m = re.fullmatch(r"([A-Z]+)_([a-z]+)(\d+)", p.stem)
-        if not m or SAVEE.get(m.group(2)) is None:
-            continue
-        lab = SAVEE[m.group(2)]
-        clips.append(Clip(p.stem, "savee", f"savee-{m.group(1)}", lab, lab, p))
-    if not clips:
-        raise SystemExit(f"no RAVDESS/SAVEE clips under {data / 'speech'}")
+    for corpus in ("ravdess", "savee"):
+        items = sorted((it for it in prepare(corpus, data) if it.label is not None), key=lambda it: it.paths[0])
+        for it in items:
+            # RAVDESS keeps its 8 classes (calm apart) for the EmoBox comparison; SAVEE has 7 already.
+            label8 = RAVDESS8[it.id.split("-")[2]] if corpus == "ravdess" else it.label
+            clips.append(Clip(it.id, corpus, str(it.speaker), str(it.label), label8, Path(it.paths[0])))
     return clips
 
 
 def load_folds(data: Path, corpus: str) -> list[tuple[set[str], set[str]]]:
-    """EmoBox folds as (train file stems, test file stems), matched on the file name."""
-    root = data / "speech" / f"{corpus}_folds"
-    folds = []
-    for d in sorted(root.glob("fold_*"), key=lambda p: int(p.name.split("_")[1])):
-        k = d.name.split("_")[1]
-        sets = []
-        for part in ("train", "test"):
-            with open(d / f"{corpus}_{part}_fold_{k}.jsonl") as f:
-                sets.append({Path(json.loads(line)["wav"]).stem for line in f if line.strip()})
-        folds.append((sets[0], sets[1]))
-    if not folds:
-        raise SystemExit(f"no folds under {root}")
-    return folds
+    """EmoBox folds as (train file stems, test file stems), in fold order."""
+    from ..corpora import emobox_folds
+
+    folds = emobox_folds(data / "speech" / f"{corpus}_folds")
+    return [folds[k] for k in sorted(folds)]
 
 
 # ----------------------------------------------------------------------------------------------- extraction
@@ -142,7 +126,7 @@ def extract(clips: Sequence[Clip], asr_model: str, cache: Path, packed: bool = T
         if model is None:
             model = load_whisper(asr_model)
         t0 = time.perf_counter()
-        audio = [vf.load_audio(str(c.path)) for c in own]
+        audio = [load_audio(c.path) for c in own]
         t1 = time.perf_counter()
         V = vf.embed_clip_views(model, audio, packed=packed)
         t2 = time.perf_counter()
