@@ -187,7 +187,7 @@ def _stratified(items: Sequence[Item], fractions: Sequence[float], rng: np.rando
     return parts
 
 
-def _carve_val(pool: Sequence[Item], rng: np.random.Generator, val_speakers: int | float,
+def carve_val(pool: Sequence[Item], rng: np.random.Generator, val_speakers: int | float,
                val_fraction: float) -> tuple[list[Item], list[Item]]:
     """Split a training pool into (train, val). Items with a known speaker go by whole speakers
     (``val_speakers`` of them, at least one speaker always left for training) so that val measures
@@ -255,7 +255,7 @@ def holdout(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float =
                          "(use kfold, loso or random)")
     train, val = parts["train"], parts["val"]
     if not val:
-        train, val = _carve_val(train, _rng(seed, 0), val_speakers, val_fraction)
+        train, val = carve_val(train, _rng(seed, 0), val_speakers, val_fraction)
     return [_split("holdout", train, val, parts["test"], its, speaker_independent=False)]
 
 
@@ -290,7 +290,7 @@ def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int
     out = []
     for i, (name, test) in enumerate(tests):
         test_keys = {item_key(it) for it in test}
-        train, val = _carve_val([it for it in its if item_key(it) not in test_keys], _rng(seed, i),
+        train, val = carve_val([it for it in its if item_key(it) not in test_keys], _rng(seed, i),
                                 val_speakers, val_fraction)
         out.append(_split(name, train, val, test, its, speaker_independent=True))
     return out
@@ -308,7 +308,7 @@ def loso(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.
     out = []
     for i, s in enumerate(speakers):
         test = [it for it in its if speaker_key(it) == s]
-        train, val = _carve_val([it for it in its if speaker_key(it) != s], _rng(seed, i), val_speakers, 0.1)
+        train, val = carve_val([it for it in its if speaker_key(it) != s], _rng(seed, i), val_speakers, 0.1)
         out.append(_split(f"loso-{s}", train, val, test, its, speaker_independent=True))
     return out
 
@@ -327,7 +327,7 @@ def loco(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.
     out = []
     for i, c in enumerate(corpora):
         test = [it for it in its if it.corpus == c]
-        train, val = _carve_val([it for it in its if it.corpus != c], _rng(seed, i), val_speakers, val_fraction)
+        train, val = carve_val([it for it in its if it.corpus != c], _rng(seed, i), val_speakers, val_fraction)
         out.append(_split(f"loco-{c}", train, val, test, its, speaker_independent=True))
     return out
 

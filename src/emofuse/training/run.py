@@ -129,10 +129,10 @@ def choose_C(Xtr: np.ndarray, ytr: Sequence[str], Xva: np.ndarray, yva: Sequence
 def _carve_from_train(train: list[Item], row: dict[str, int], cfg: TrainConfig) -> tuple[list[int], list[int]]:
     """(train rows, selection rows): a validation part carved from the training items, as the protocols
     carve one (whole speakers where known, else stratified), seeded by the config."""
-    from .protocols import _carve_val
+    from .protocols import carve_val
 
     p = cfg.protocol.params
-    tr, va = _carve_val(train, np.random.default_rng([cfg.seed, 99]), p.get("val_speakers", 0.2),
+    tr, va = carve_val(train, np.random.default_rng([cfg.seed, 99]), p.get("val_speakers", 0.2),
                         float(p.get("val_fraction", 0.1)))
     if not va:
         raise InputError(f"{cfg.name}: could not carve a validation part from the training items")
