@@ -142,9 +142,9 @@ def test_meld_dev_weighted_f1_floor(data_root: Path, minilm):
     """A seeded 300-utterance sample of MELD dev (validation data) re-scored with the shipped head."""
     from sklearn.metrics import f1_score
 
-    from emofuse.training.text import load_meld
+    from emofuse.training.text import load
 
-    dev = load_meld(data_root, "dev")
+    dev = load(data_root, "meld", "dev")
     idx = np.random.default_rng(0).choice(len(dev), 300, replace=False)
     X = minilm.encode([dev.texts[i] for i in idx])
     pred = [EMOTIONS[i] for i in shipped_head("text-minilm-l6").predict_proba(X).argmax(1)]

@@ -127,9 +127,10 @@ def test_end_to_end_kfold(synth, tmp_path):
     cfg = synth["cfg"]
     r = run_mod.run(cfg, progress=False, save_head=True)
     out = Path(cfg.out)
-    for f in ("results.json", "report.md", "confusion.png", "config.toml", "head.safetensors"):
+    for f in ("results.json", "report.md", "confusion.png", "curves.png", "config.toml", "head.safetensors"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
+    assert all(set(f["train_UA_by_C"]) == set(f["val_UA_by_C"]) for f in res["folds"])
     assert len(res["folds"]) == 3 == len(r["chosen_C"])
     assert all(f["evaluated_on"] == "test" for f in res["folds"])
     assert all(c in cfg.model.C_grid for c in r["chosen_C"])
@@ -208,3 +209,27 @@ def test_meld_text_config_small(data_root, tmp_path):
         raise
     assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "confusion.png").is_file()
     assert r["evaluated_on"] == "validation" and r["n_items"] == 300
+
+
+def test_normalize_per_group():
+    items = [Item(id=str(i), corpus="a" if i < 4 else "b", speaker=f"s{i % 2}" if i < 4 else None, text="x")
+             for i in range(7)]
+    X = np.arange(14, dtype=np.float32).reshape(7, 2) ** 2
+    assert run_mod.normalize(X, items, "none") is X
+    for mode in ("corpus", "speaker"):
+        Z = run_mod.normalize(X, items, mode)
+        groups = ([[0, 1, 2, 3], [4, 5, 6]] if mode == "corpus" else [[0, 2], [1, 3], [4, 5, 6]])
+        for g in groups:  # items without a speaker fall back to their corpus
+            np.testing.assert_allclose(Z[g].mean(axis=0), 0, atol=1e-5)
+            np.testing.assert_allclose(Z[g].std(axis=0), 1, atol=1e-3)
+    with pytest.raises(InputError, match="normalize"):
+        run_mod.normalize(X, items, "global")
+
+
+def test_normalized_run_refuses_to_save_a_head(synth, tmp_path):
+    cfg = replace(synth["cfg"], data=replace(synth["cfg"].data, normalize="speaker"))
+    assert _roundtrip(cfg, tmp_path) == cfg
+    with pytest.raises(InputError, match="analyze"):
+        run_mod.run(cfg, progress=False, save_head=True)
+    r = run_mod.run(cfg, progress=False)
+    assert "transductive" in (Path(cfg.out) / "report.md").read_text() and r["summary"]["UA"]["mean"] > 0.4

@@ -11,6 +11,7 @@
     extractor = "voice-whisper-tiny.en"
     cache = ".cache/features"
     # limit = 300                  # optional: a seeded subsample of N labelled items per corpus
+    # normalize = "speaker"        # optional: z-score features per speaker or per corpus (see run.py)
 
     [protocol]
     name = "kfold"                 # emofuse.training.protocols.PROTOCOLS
@@ -42,6 +43,7 @@ __all__ = ["DataConfig", "ModelConfig", "ProtocolConfig", "TrainConfig", "dump_c
 
 MODEL_KINDS = ("linear",)
 CLASS_WEIGHTS = ("balanced", "none")
+NORMALIZE = ("none", "corpus", "speaker")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class DataConfig:
     extractor: str
     cache: str = ".cache/features"
     limit: int | None = None  # a seeded subsample of N labelled items per corpus (smoke runs)
+    normalize: str = "none"  # "none", "corpus" or "speaker": z-score features within each group
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     out = c.string(d.get("out", f"runs/{name}"), "out")
 
     dd = c.table(d["data"], "data")
-    c.keys(dd, "data.", ("corpora", "root", "extractor", "cache", "limit"), ("corpora", "root", "extractor"))
+    c.keys(dd, "data.", ("corpora", "root", "extractor", "cache", "limit", "normalize"),
+           ("corpora", "root", "extractor"))
     corpora = dd["corpora"]
     if isinstance(corpora, str):
         corpora = [corpora]
@@ -144,8 +148,11 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     limit = dd.get("limit")
     if limit is not None:
         limit = c.integer(limit, "data.limit", minimum=1)
+    norm = dd.get("normalize", "none")
+    if norm not in NORMALIZE:
+        raise c.fail("data.normalize", f"must be one of {NORMALIZE}, not {norm!r}")
     data = DataConfig(tuple(corpora), c.string(dd["root"], "data.root"), extractor,
-                      c.string(dd.get("cache", ".cache/features"), "data.cache"), limit)
+                      c.string(dd.get("cache", ".cache/features"), "data.cache"), limit, norm)
 
     pd = c.table(d.get("protocol", {}), "protocol")
     c.keys(pd, "protocol.", ("name", "params"), ())
@@ -208,6 +215,8 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
                             "extractor": cfg.data.extractor, "cache": cfg.data.cache}
     if cfg.data.limit is not None:
         data["limit"] = cfg.data.limit
+    if cfg.data.normalize != "none":
+        data["normalize"] = cfg.data.normalize
     return {
         "name": cfg.name, "seed": cfg.seed, "out": cfg.out, "data": data,
         "protocol": {"name": cfg.protocol.name, "params": dict(cfg.protocol.params)},

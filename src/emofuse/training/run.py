@@ -14,8 +14,12 @@ holdout corpus whose test labels are withheld) is evaluated on its validation pa
 "validation" everywhere; C is then chosen on a part carved from its training items (as the protocols
 carve validation), never on the data it is evaluated on.
 
+``data.normalize`` ("corpus" or "speaker") z-scores the features within each corpus or speaker, using
+that group's own (unlabelled) features, test speakers included: the usual speaker normalisation of
+cross-corpus speech emotion work. It is transductive, so the report says so.
+
 Outputs in ``cfg.out``: ``config.toml`` (the run's config), ``results.json``, ``report.md``,
-``confusion.png`` and, with ``save_head``, ``head.safetensors`` (fitted on all labelled data with the
+``confusion.png``, ``curves.png`` (training and validation UA along the C grid, per split) and, with ``save_head``, ``head.safetensors`` (fitted on all labelled data with the
 median chosen C).
 """
 
@@ -81,6 +85,20 @@ def load_data(cfg: TrainConfig, workers: int = 1, progress: bool = True) -> tupl
     return items, X, info
 
 
+def normalize(X: np.ndarray, items: Sequence[Item], mode: str) -> np.ndarray:
+    """Z-score the rows of ``X`` within each corpus or speaker (items without a speaker: their corpus)."""
+    if mode == "none":
+        return X
+    if mode not in ("corpus", "speaker"):
+        raise InputError(f"normalize must be 'none', 'corpus' or 'speaker', not {mode!r}")
+    groups = [it.corpus if mode == "corpus" or it.speaker is None else f"{it.corpus}/{it.speaker}" for it in items]
+    out = np.empty_like(X, dtype=np.float32)
+    for g in set(groups):
+        rows = np.flatnonzero([x == g for x in groups])
+        out[rows] = (X[rows] - X[rows].mean(axis=0)) / (X[rows].std(axis=0) + 1e-6)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- fitting
 
 
@@ -102,9 +120,10 @@ def _predict(head: Any, X: np.ndarray) -> list[str]:
 
 
 def choose_C(Xtr: np.ndarray, ytr: Sequence[str], Xva: np.ndarray, yva: Sequence[str], cfg: TrainConfig,
-             labels: Sequence[str]) -> tuple[float, dict[str, float], Any]:
+             labels: Sequence[str], curve: dict[str, float] | None = None) -> tuple[float, dict[str, float], Any]:
     """The C of the grid with the best validation UA (ties: the smaller C), the scores, and its head.
-    Only training and validation data are passed in: test labels cannot influence the choice."""
+    Only training and validation data are passed in: test labels cannot influence the choice.
+    ``curve``, when given, receives the training UA per C (the other half of the training curve)."""
     grid = sorted(cfg.model.C_grid)
     if len(yva) == 0:
         if len(grid) > 1:
@@ -117,6 +136,8 @@ def choose_C(Xtr: np.ndarray, ytr: Sequence[str], Xva: np.ndarray, yva: Sequence
         head = _fit(Xtr, ytr, C, cfg)
         ua = classification_metrics(list(yva), _predict(head, Xva), labels)["UA"]
         scores[repr(C)] = ua
+        if curve is not None:
+            curve[repr(C)] = classification_metrics(list(ytr), _predict(head, Xtr), labels)["UA"]
         if best is None or ua > best[1] + 1e-12:
             best = (C, ua, head)
     assert best is not None
@@ -143,7 +164,11 @@ def _carve_from_train(train: list[Item], row: dict[str, int], cfg: TrainConfig) 
 def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save_head: bool = False) -> dict[str, Any]:
     """Run the experiment of ``cfg``; writes the outputs into ``cfg.out`` and returns the results dict."""
     t0 = time.perf_counter()
+    if save_head and cfg.data.normalize != "none":
+        raise InputError(f"{cfg.name}: --save-head needs data.normalize = \"none\": `emofuse analyze` sees one "
+                         "recording at a time and cannot z-score per speaker or corpus as training did")
     items, X, info = load_data(cfg, workers=workers, progress=progress)
+    X = normalize(X, items, cfg.data.normalize)
     row = {item_key(it): n for n, it in enumerate(items)}
     splits = make_splits(cfg.protocol.name, items, seed=cfg.seed, **cfg.protocol.params)
     labels = _present([it.label for it in items])  # type: ignore[misc]
@@ -163,13 +188,15 @@ def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save_head: bo
             on, ev = "validation", va
             tr, sel = _carve_from_train([items[i] for i in tr], row, cfg)
         ytr, ysel = [y[i] for i in tr], [y[i] for i in sel]
-        C, scores, head = choose_C(X[tr], ytr, X[sel], ysel, cfg, labels)
+        train_ua: dict[str, float] = {}
+        C, scores, head = choose_C(X[tr], ytr, X[sel], ysel, cfg, labels, train_ua)
         # only now are the evaluation items' labels read
         m = classification_metrics([y[i] for i in ev], _predict(head, X[ev]), labels)
         cm += np.asarray(m["confusion_matrix"], dtype=np.int64)
         folds.append({"split": sp.name, "evaluated_on": on, "n_train": len(tr), "n_val": len(va), "n_test": len(te),
                       "n_select": len(sel),
-                      "C": C, "val_UA_by_C": scores, "speaker_independent": sp.speaker_independent,
+                      "C": C, "val_UA_by_C": scores, "train_UA_by_C": train_ua,
+                      "speaker_independent": sp.speaker_independent,
                       "seconds": round(time.perf_counter() - ts, 3), "metrics": m})
     evaluated_on = sorted({f["evaluated_on"] for f in folds})
     summary = {}
@@ -196,6 +223,7 @@ def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save_head: bo
     (out / "config.toml").write_text(dump_config(cfg), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     _plot_confusion(cm, labels, out / "confusion.png", f"{cfg.name} ({result['evaluated_on']}, summed over splits)")
+    _plot_curves(folds, out / "curves.png", cfg.name)
     (out / "report.md").write_text(_report(cfg, result), encoding="utf-8")
     return result
 
@@ -241,12 +269,45 @@ def _plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -
     plt.close(fig)
 
 
+def _plot_curves(folds: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Training (dashed) and validation (solid) UA along the C grid, one colour per split: the training
+    curve of a linear head, whose only capacity knob is C. The chosen C is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, f in enumerate(folds):
+        col = f"C{i % 10}"
+        if f["val_UA_by_C"]:
+            Cs = sorted(f["val_UA_by_C"], key=float)
+            ax.plot([float(c) for c in Cs], [100 * f["val_UA_by_C"][c] for c in Cs], "-o", color=col, ms=3,
+                    label=f["split"])
+            ax.plot([f["C"]], [100 * f["val_UA_by_C"][repr(f["C"])]], "*", color=col, ms=10)
+        if f["train_UA_by_C"]:
+            Cs = sorted(f["train_UA_by_C"], key=float)
+            ax.plot([float(c) for c in Cs], [100 * f["train_UA_by_C"][c] for c in Cs], "--", color=col, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("C (inverse L2 strength)")
+    ax.set_ylabel("UA %")
+    ax.set_title(f"{title}: train (dashed) / validation (solid), * = chosen", fontsize=9)
+    if len(folds) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _report(cfg: TrainConfig, r: dict[str, Any]) -> str:
     on = r["evaluated_on"]
     L = [f"# {cfg.name}", "",
          f"Corpora: {', '.join(cfg.data.corpora)} ({r['n_items']} labelled items); features `{cfg.data.extractor}` "
          f"(dim {r['feature_dim']}); protocol `{cfg.protocol.name}` {cfg.protocol.params or ''}; "
          f"linear head, C from {list(cfg.model.C_grid)} by validation UA, class_weight={cfg.model.class_weight}.", ""]
+    if cfg.data.normalize != "none":
+        L += [f"Features z-scored per {cfg.data.normalize} with that group's own unlabelled features (test "
+              "groups included: transductive normalisation).", ""]
     if on != "test":
         L += [f"**These are {on} figures** (no test items in some split; there C was chosen on a part carved "
               "from train, and the head was fitted on the rest of train).", ""]
@@ -262,7 +323,7 @@ def _report(cfg: TrainConfig, r: dict[str, Any]) -> str:
     L += ["| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for lab, row in zip(labels, r["confusion_matrix"]):
         L.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
-    L += ["", "![confusion](confusion.png)", "", f"Run time {r.get('seconds', 0):.1f} s."]
+    L += ["", "![confusion](confusion.png)", "", "![training curves](curves.png)", "", f"Run time {r.get('seconds', 0):.1f} s."]
     if r["data"]["warnings"]:
         L += ["", "Warnings:", ""] + [f"- {w}" for w in r["data"]["warnings"]]
     return "\n".join(L) + "\n"

