@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+import math
 import subprocess
 import sys
 
@@ -17,6 +19,10 @@ DIMS = {"voice": 12, "face": 7, "text": 9}
 MODS = tuple(DIMS)
 SUBSETS = [s for r in range(1, 4) for s in itertools.combinations(MODS, r)]
 NAMES = sorted(FUSION_MODELS)
+ALL_NAMES = {"late", "concat", "pairwise", "gated", "transformer_gate", "talking_heads", "mult", "self_mm"}
+# models whose attention has no gradient into its query/key maps for length-1 sequences (softmax
+# over one key is constant); their every-parameter-gradient check runs on sequences only
+SEQ_ATTENTION = {"transformer_gate", "mult"}
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +44,36 @@ def batch(b: int, seed: int = 1, mods=MODS) -> dict[str, torch.Tensor]:
     return {m: torch.randn(b, DIMS[m], generator=g) for m in mods}
 
 
+def seq_batch(b: int, seed: int = 1, mods=MODS, tmax: int = 4):
+    """NaN-padded sequences of random lengths 1..tmax and their step masks."""
+    g = torch.Generator().manual_seed(seed)
+    x, steps = {}, {}
+    for m in mods:
+        lens = torch.randint(1, tmax + 1, (b,), generator=g)
+        steps[m] = torch.arange(tmax)[None, :] < lens[:, None]
+        x[m] = torch.randn(b, tmax, DIMS[m], generator=g)
+        x[m][~steps[m]] = float("nan")  # padding must never leak
+    return x, steps
+
+
+def targets(b: int, seed: int = 2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    sign = torch.where(torch.arange(b) % 3 == 0, -1.0, 1.0)  # both polarities: Self-MM needs both centres
+    return {"label": torch.arange(b) % 7, "valence": sign * (0.2 + torch.rand(b, generator=g))}
+
+
+def warm_up(model, x, mask, target, epochs: int = 2) -> None:
+    """A few no-grad "epochs" through the hooks (Self-MM generates unimodal labels from epoch 2)."""
+    b = next(iter(x.values())).shape[0]
+    model.begin_training(b)
+    with torch.no_grad():
+        for e in range(epochs):
+            model.loss(model(x, mask), target, torch.arange(b))
+            model.end_epoch(e)
+
+
 def test_registry_names():
-    assert {"late", "concat", "pairwise", "gated"} <= set(FUSION_MODELS)
+    assert set(FUSION_MODELS) == ALL_NAMES
 
 
 def test_models_package_is_import_light():
@@ -63,15 +97,25 @@ def test_output_shapes_no_nan(name, regression):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_gradients_reach_every_parameter(name):
+@pytest.mark.parametrize("kind", ["vector", "sequence"])
+def test_gradients_reach_every_parameter(name, kind):
+    if kind == "vector" and name in SEQ_ATTENTION:
+        pytest.skip("attention over one step has no query/key gradient; checked on sequences")
     model = make(name, modality_dropout=0.0).train()
-    b = 2 * len(SUBSETS)
-    # every subset of modalities appears, so fallbacks and "missing" embeddings are used too
-    rows = SUBSETS * 2
-    mask = {m: torch.tensor([m in s for s in rows]) for m in MODS}
-    out = model(batch(b), mask)
-    target = torch.arange(b) % 7
-    loss = torch.nn.functional.cross_entropy(out["logits"], target) + out["valence"].pow(2).mean()
+    b = 2 * len(SUBSETS) + 2
+    # every subset of modalities appears (and all modalities twice more), so fallbacks and
+    # "missing" embeddings are used too
+    rows = SUBSETS * 2 + [MODS] * 2
+    present = {m: torch.tensor([m in s for s in rows]) for m in MODS}
+    if kind == "vector":
+        x, mask = batch(b), present
+    else:
+        x, steps = seq_batch(b)
+        mask = {m: steps[m] & present[m][:, None] for m in MODS}
+    target = targets(b)
+    warm_up(model, x, mask, target)
+    loss, parts = model.loss(model(x, mask), target, torch.arange(b))
+    assert torch.isfinite(loss) and all(math.isfinite(v) for v in parts.values())
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, pname
@@ -156,24 +200,30 @@ def test_modality_dropout_only_in_training(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_overfits_tiny_data(name):
     g = torch.Generator().manual_seed(0)
-    n = 32
+    n, t = 16, 3
     y = torch.arange(n) % 7
     centers = {m: torch.randn(7, d, generator=g) for m, d in DIMS.items()}
-    x = {m: centers[m][y] + 0.5 * torch.randn(n, DIMS[m], generator=g) for m in MODS}
+    x = {m: centers[m][y][:, None, :] + 0.5 * torch.randn(n, t, DIMS[m], generator=g) for m in MODS}
+    steps = {m: torch.arange(t)[None, :] < torch.randint(1, t + 1, (n,), generator=g)[:, None] for m in MODS}
     v = torch.rand(n, generator=g) * 2 - 1
+    target = {"label": y, "valence": v}
     model = make(name, hidden=32, modality_dropout=0.2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     model.train()
-    for _ in range(200):
+    model.begin_training(n)
+    for epoch in range(150):
         opt.zero_grad()
-        out = model(x)
-        loss = torch.nn.functional.cross_entropy(out["logits"], y) + torch.nn.functional.mse_loss(out["valence"], v)
+        loss, _ = model.loss(model(x, steps), target, torch.arange(n))
         loss.backward()
         opt.step()
+        model.end_epoch(epoch)
     model.eval()
     with torch.no_grad():
-        acc = (model(x)["logits"].argmax(1) == y).float().mean().item()
+        out = model(x, steps)
+        acc = (out["logits"].argmax(1) == y).float().mean().item()
+        mse = torch.nn.functional.mse_loss(out["valence"], v).item()
     assert acc >= 0.9, acc
+    assert mse < 0.5 * v.var().item(), mse
 
 
 def test_unknown_name_lists_registered():
@@ -196,8 +246,8 @@ def test_config_frozen_and_hashable():
 
 
 @pytest.mark.parametrize("bad", [
-    dict(dims={}), dict(dims={"voice": 0}), dict(dims={"a.b": 3}), dict(dims=DIMS, dropout=1.0),
-    dict(dims=DIMS, modality_dropout=1.0), dict(dims=DIMS, hidden=0),
+    {"dims": {}}, {"dims": {"voice": 0}}, {"dims": {"a.b": 3}}, {"dims": DIMS, "dropout": 1.0},
+    {"dims": DIMS, "modality_dropout": 1.0}, {"dims": DIMS, "hidden": 0},
 ])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
@@ -226,3 +276,208 @@ def test_sample_with_nothing_present_is_finite(name):
         alone = model({m: batch(2)[m][:1] for m in MODS})
     assert torch.isfinite(out["logits"]).all() and torch.isfinite(out["valence"]).all()
     torch.testing.assert_close(out["logits"][:1], alone["logits"], atol=1e-5, rtol=1e-5)
+
+
+# ---- sequences, step masks, the loss hook ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("regression", [True, False])
+def test_sequence_shapes_no_nan_finite_backward(name, regression):
+    model = make(name, regression=regression).train()
+    x, steps = seq_batch(6)
+    x["voice"] = x["voice"].nan_to_num()[:, 0]  # mixed: a vector with sequences
+    steps.pop("voice")
+    out = model(x, steps)
+    assert out["logits"].shape == (6, 7) and torch.isfinite(out["logits"]).all()
+    assert ("valence" in out) == regression
+    if regression:
+        assert out["valence"].shape == (6,) and torch.isfinite(out["valence"]).all()
+    target = targets(6)
+    target["label"][0] = -100
+    target["valence"][1] = float("nan")
+    model.begin_training(6)
+    loss, parts = model.loss(out, target, torch.arange(6))
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert parts and all(isinstance(v, float) and math.isfinite(v) for v in parts.values())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_without_any_target_is_zero_with_grad(name):
+    model = make(name).train()
+    out = model(batch(4))
+    target = {"label": torch.full((4,), -100), "valence": torch.full((4,), float("nan"))}
+    loss, _ = model.loss(out, target)  # validation call: no index
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    with pytest.raises(ValueError, match=r"shape \[B\]"):
+        model.loss(model(batch(4)), {"label": torch.zeros(3, dtype=torch.long)})
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("subset", SUBSETS, ids="+".join)
+def test_step_masking_equals_omitting(name, subset):
+    model = make(name).eval()
+    x, steps = seq_batch(5)
+    mask = {m: steps[m] if m in subset else torch.zeros_like(steps[m]) for m in MODS}
+    with torch.no_grad():
+        masked = model(x, mask)
+        omitted = model({m: x[m] for m in subset}, {m: steps[m] for m in subset})
+    for k in ("logits", "valence"):
+        assert torch.isfinite(masked[k]).all()
+        torch.testing.assert_close(masked[k], omitted[k], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_padded_batch_equals_unbatched(name):
+    model = make(name).eval()
+    rows = SUBSETS + [MODS] * 3
+    b = len(rows)
+    x, steps = seq_batch(b, tmax=5)
+    mask = {m: steps[m] & torch.tensor([m in s for s in rows])[:, None] for m in MODS}
+    with torch.no_grad():
+        full = model(x, mask)
+        for i, s in enumerate(rows):
+            one = model({m: x[m][i:i + 1, : int(steps[m][i].sum())] for m in s})  # unpadded, no mask
+            for k in ("logits", "valence"):
+                torch.testing.assert_close(full[k][i:i + 1], one[k], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vector_equals_length1_sequence(name):
+    model = make(name).eval()
+    x = batch(4)
+    mask = {"face": torch.tensor([True, False, True, True])}
+    with torch.no_grad():
+        vec = model(x, mask)
+        seq = model({m: v[:, None, :] for m, v in x.items()}, {"face": mask["face"][:, None]})
+    for k in ("logits", "valence"):
+        torch.testing.assert_close(vec[k], seq[k], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sequence_input_errors(name):
+    model = make(name).eval()
+    with pytest.raises(ValueError, match=r"\[B, T, 12\]"):
+        model({"voice": torch.zeros(2, 3, 5)})
+    with pytest.raises(ValueError, match=r"\[B, T\] = \[2, 3\]"):
+        model({"voice": torch.zeros(2, 3, 12)}, {"voice": torch.ones(2, 4, dtype=torch.bool)})
+    with pytest.raises(ValueError, match=r"\[B\] = \[2\]"):
+        model({"voice": torch.zeros(2, 12)}, {"voice": torch.ones(3, dtype=torch.bool)})
+
+
+def test_default_losses():
+    assert make("transformer_gate").loss_name == "focal"
+    assert make("transformer_gate", loss="ce").loss_name == "ce"
+    assert make("late").loss_name == "ce" and make("late", loss="focal").loss_name == "focal"
+    model = make("late", regression=False).eval()
+    out = model(batch(5))
+    target = targets(5)
+    loss, parts = model.loss(out, target)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(out["logits"], target["label"]))
+    assert set(parts) == {"ce"}
+
+
+def test_talking_heads_contrastive_term():
+    model = make("talking_heads", contrastive_weight=0.5).train()
+    out = model(batch(8))
+    _, parts = model.loss(out, targets(8))
+    assert parts["supcon"] > 0
+    # regression-only targets: positives from sentiment bins
+    _, parts = model.loss(out, {"label": torch.full((8,), -100), "valence": torch.linspace(-1, 1, 8)})
+    assert parts["supcon"] > 0
+
+
+def test_talking_heads_mixing_trains_on_vectors():
+    # utterance vectors give one key per source; the learned null key keeps the softmax non-trivial
+    model = make("talking_heads").train()
+    out = model(batch(6))
+    model.loss(out, targets(6))[0].backward()
+    for pname, p in model.named_parameters():
+        if "mix_logits" in pname or "mix_weights" in pname:
+            assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+# ---- Self-MM label generation ------------------------------------------------------------------
+
+
+def test_self_mm_label_rule_by_hand():
+    from emofuse.models.self_mm import generate_unimodal_labels
+
+    pos, neg = torch.tensor([0.0, 0.0]), torch.tensor([3.0, 0.0])
+    fusion = (pos, neg)
+    f_f = torch.tensor([[0.0, 1.0]])  # d_fp = 1, d_fn = sqrt(10)
+    delta_f = math.sqrt(10) - 1
+    y_m, prev = torch.tensor([1.0]), torch.tensor([1.0])
+    # unimodal feature on the positive centre side: d_sp = 0.5, d_sn = 2.5 -> delta_s = 4 > delta_f
+    near = generate_unimodal_labels(f_f, torch.tensor([[0.5, 0.0]]), fusion, fusion, y_m, prev, 2, 3.0)
+    # nearer the negative centre: d_sp = 2.5, d_sn = 0.5 -> delta_s = -0.8
+    far = generate_unimodal_labels(f_f, torch.tensor([[2.5, 0.0]]), fusion, fusion, y_m, prev, 2, 3.0)
+    assert near.item() > 1.0 > far.item()
+    for ds, got in ((4.0, near), (-0.8, far)):
+        new = min(3.0, max(-3.0, 0.5 * ds / delta_f * 1.0 + 0.5 * (1.0 + ds - delta_f)))
+        assert got.item() == pytest.approx(1 / 3 * 1.0 + 2 / 3 * new, rel=1e-5)
+    # epoch 1 would keep nothing of the previous label; the bound clamps
+    big = generate_unimodal_labels(f_f, torch.tensor([[0.01, 0.0]]), fusion, fusion, y_m, prev, 1, 3.0)
+    assert big.item() == pytest.approx(3.0)
+
+
+def test_self_mm_memory_moves_labels():
+    from emofuse.models.self_mm import SelfMMLabels
+
+    mem = SelfMMLabels(4, ("a",), 2)
+    y = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    idx = torch.arange(4)
+    # off-centre features (a feature exactly on its centre makes the paper's ratio degenerate)
+    f_f = torch.tensor([[1.0, 0.5], [1.0, -0.5], [-1.0, 0.5], [-1.0, -0.5]])
+    # modality "a": sample 1 looks negative although its multimodal label is positive
+    f_a = torch.tensor([[1.0, 0.5], [-0.8, -0.5], [-1.0, 0.5], [-1.0, -0.5]])
+    present = {"a": torch.ones(4, dtype=torch.bool)}
+    mem.step(idx, y, {"fusion": f_f, "a": f_a}, present, epoch=1)  # epoch 1: store, no generation
+    torch.testing.assert_close(mem.label["a"], y)
+    mem.step(idx, y, {"fusion": f_f, "a": f_a}, present, epoch=2)
+    a = mem.label["a"]
+    assert a[1] < 0.0 < a[0] < 1.0  # the negative-looking sample is pulled across to negative
+    assert (a[2:] < 0).all()  # negative samples stay negative
+    torch.testing.assert_close(mem.label["fusion"], y)
+
+
+def test_self_mm_training_uses_generated_labels():
+    model = make("self_mm")
+    with pytest.raises(RuntimeError, match="begin_training"):
+        model.loss(model(batch(4)), targets(4), torch.arange(4))
+    x, target = batch(8), targets(8)
+    model.begin_training(8)
+    for e in range(3):
+        _, parts = model.loss(model(x), target, torch.arange(8))
+        model.end_epoch(e)
+    assert {"ce", "l1", "l1.voice", "ce.voice"} <= set(parts)
+    assert not torch.equal(model.labels.label["voice"], target["valence"])  # generated, not copied
+    assert "feature.fusion" not in model.state_dict() and not any("labels" in k for k in model.state_dict())
+
+
+# ---- config ------------------------------------------------------------------------------------
+
+
+def test_config_json_round_trip():
+    cfg = FusionConfig(dims=DIMS, hidden=32, loss="focal", focal_gamma=1.5, heads=2, layers=2,
+                       contrastive_weight=0.3, temperature=0.07, regression_weight=0.5)
+    back = FusionConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert back == cfg and hash(back) == hash(cfg)
+
+
+@pytest.mark.parametrize("bad", [
+    {"loss": "mse"}, {"focal_gamma": -1.0}, {"regression_weight": float("nan")}, {"temperature": 0.0},
+    {"heads": 0}, {"layers": 0}, {"contrastive_weight": -0.1},
+])
+def test_config_validation_new_fields(bad):
+    with pytest.raises(ValueError):
+        FusionConfig(dims=DIMS, **bad)
+
+
+@pytest.mark.parametrize("name", ["transformer_gate", "talking_heads", "mult"])
+def test_heads_must_divide_hidden(name):
+    with pytest.raises(ValueError, match="multiple of heads"):
+        make(name, hidden=10, heads=4)
