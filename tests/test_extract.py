@@ -155,3 +155,67 @@ def test_voice_on_ravdess(tmp_path: Path, data_root: Path) -> None:
     ids, X = ext.load_features(its, "voice-whisper-tiny.en", tmp_path)
     assert X.shape == (3, 768) and np.isfinite(X).all()
     assert ext.extract(its, "voice-whisper-tiny.en", tmp_path, progress=False).n_cached == 3
+
+
+def test_relative_and_absolute_roots_share_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fingerprint uses the file's name, size and mtime, not the path as written."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.wav").write_bytes(b"RIFF0000")
+    monkeypatch.chdir(tmp_path)
+    rel = Item(id="a", corpus="c", paths=(Path("data/a.wav"),))
+    absolute = Item(id="a", corpus="c", paths=(tmp_path / "data" / "a.wav",))
+    assert ext.fingerprint(rel, "voice") == ext.fingerprint(absolute, "voice")
+
+
+# ------------------------------------------------------------------------- voice-whisper-base-seq (sequences)
+
+
+def test_chunk_frames_averages_fixed_half_second_chunks() -> None:
+    enc = np.arange(1500 * 2, dtype=np.float32).reshape(1500, 2)
+    x = ext.chunk_frames(enc, 0.0, 1.2)  # frames 0..59: chunks of 25, 25, 10
+    assert x.shape == (3, 2)
+    np.testing.assert_allclose(x[0], enc[:25].mean(0))
+    np.testing.assert_allclose(x[2], enc[50:60].mean(0))
+
+
+def test_sequence_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequences of different lengths are padded in their shard and come back with their lengths (stub
+    model); the vector extractors' cache keys are untouched by the new extractor."""
+    import emofuse.media
+
+    secs = {"a.wav": 1, "b.wav": 3}
+    for name in secs:
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setattr(emofuse.media, "load_audio", lambda p: np.ones(16000 * secs[Path(p).name], np.float32))
+    monkeypatch.setattr(ext, "embed_clip_sequences",  # T = seconds + 1, values = T
+                        lambda model, clips, cfg: [np.full((len(c) // 16000 + 1, 4), len(c) // 16000 + 1, np.float32)
+                                                   for c in clips])
+    e = ext.EXTRACTORS["voice-whisper-base-seq"]
+    monkeypatch.setitem(ext.EXTRACTORS, e.name, ext.Extractor(e.name, "voice", e.config, lambda c, t: object(),
+                                                              e.compute))
+    its = [Item(id=n[0], corpus="c", paths=(tmp_path / n,), speaker="s") for n in secs]  # one shard
+    r = ext.extract(its, e.name, tmp_path / "cache", progress=False)
+    assert (r.n_done, r.n_failed) == (2, 0)
+    ids, X, n = ext.load_sequences(its, e.name, tmp_path / "cache")
+    assert ids == ["a", "b"] and X.shape == (2, 4, 4) and n.tolist() == [2, 4]
+    assert (X[0, :2] == 2).all() and (X[0, 2:] == 0).all() and (X[1] == 4).all()
+    assert ext.EXTRACTORS["voice-whisper-base"].config_hash() == "4bc2f40712"
+
+
+@pytest.mark.slow
+def test_voice_seq_on_real_speech(tmp_path: Path, media: Path) -> None:
+    """Real Whisper-base states: [T, 512] with T = the speech span in 0.5 s chunks, rounded up."""
+    from emofuse.features import voice as vf
+    from emofuse.media import load_audio
+
+    it = Item(id="beckett", corpus="media", paths=(media / "beckett.wav",), speaker="s")
+    r = ext.extract([it], "voice-whisper-base-seq", tmp_path, progress=False)
+    assert (r.n_done, r.n_failed) == (1, 0)
+    _, X, n = ext.load_sequences([it], "voice-whisper-base-seq", tmp_path)
+    a = load_audio(media / "beckett.wav")
+    s0, s1 = vf.speech_span(a, pad_s=vf.VAD_PAD_S)
+    cut = a[int(round(s0 * 16000)): int(round(s1 * 16000))]
+    lo, hi = vf.speech_span(cut)
+    assert X.shape == (1, int(n[0]), 512) and np.isfinite(X).all()
+    assert abs(int(n[0]) - np.ceil((min(hi, 30.0) - lo) / 0.5)) <= 1
+    assert ext.extract([it], "voice-whisper-base-seq", tmp_path, progress=False).n_cached == 1

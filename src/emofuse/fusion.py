@@ -1,21 +1,31 @@
-"""Fusion of the experts present on a segment.
+"""Fusion of the modalities present on a segment, at analysis time.
 
-``late`` is confidence-weighted late fusion: each expert's distribution is weighted by its certainty,
-1 - H(p)/log(K) (normalised negative entropy: a flat distribution adds nothing, a peaked one counts
-fully), times an optional per-modality prior. Learned fusion networks register here too (issue 4).
+One user-facing name space (``emofuse analyze --fusion NAME``):
+
+* ``late`` without a checkpoint (the default): confidence-weighted late fusion of the expert outputs:
+  each expert's distribution is weighted by its certainty, 1 - H(p)/log(K) (normalised negative entropy:
+  a flat distribution adds nothing, a peaked one counts fully), times an optional per-modality prior.
+* any name of :data:`emofuse.models.FUSION_MODELS` (``late``, ``concat``, ``pairwise``, ``gated``, ...)
+  with ``--checkpoint PATH``: a trained fusion network (:class:`NetworkFusion`). Its inputs are rebuilt
+  from the checkpoint's feature spec out of what the analysis computes anyway (:data:`PIPELINE_SOURCES`),
+  standardised with the training statistics; modalities the analysis cannot compute (e.g. OpenFace
+  action units) are masked, and the result's notes say so.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
-from .experts import ExpertOutput
+from .errors import EmofuseError
+from .experts import ExpertOutput, project_va
 from .result import Fused
 from .taxonomy import EMOTIONS
 
-FusionFn = Callable[[Mapping[str, ExpertOutput]], "Fused | None"]
+# fuse(expert outputs, features=None): features are {source name: raw vector} (see PIPELINE_SOURCES)
+FusionFn = Callable[..., "Fused | None"]
 FUSIONS: dict[str, Callable[..., FusionFn]] = {}
 
 
@@ -37,7 +47,7 @@ def late_fusion(priors: Mapping[str, float] | None = None, floor: float = 0.05) 
     """``priors``: modality -> weight multiplier (default 1 each); ``floor`` keeps a lone flat expert usable."""
     pri = dict(priors or {})
 
-    def fuse(outputs: Mapping[str, ExpertOutput]) -> Fused | None:
+    def fuse(outputs: Mapping[str, ExpertOutput], features: Mapping[str, np.ndarray] | None = None) -> Fused | None:
         if not outputs:
             return None
         names = list(outputs)
@@ -55,8 +65,126 @@ def late_fusion(priors: Mapping[str, float] | None = None, floor: float = 0.05) 
 
 
 def build(name: str = "late", **kwargs: object) -> FusionFn:
-    from .errors import EmofuseError
-
+    """An expert-level fusion (``late``). Fusion *networks* need a checkpoint: :class:`NetworkFusion`."""
     if name not in FUSIONS:
-        raise EmofuseError(f"unknown fusion {name!r}; available: {', '.join(FUSIONS)}")
+        from .models import FUSION_MODELS  # torch: only for this error path
+
+        if name in FUSION_MODELS:
+            raise EmofuseError(f"fusion {name!r} is a network: give its trained weights with --checkpoint PATH "
+                               "(train one with `emofuse train CONFIG.toml --save-checkpoint PATH`)")
+        raise EmofuseError(f"unknown fusion {name!r}; available: {', '.join(fusion_names())}")
     return FUSIONS[name](**kwargs)
+
+
+def fusion_names() -> list[str]:
+    """Every name ``--fusion`` accepts: the expert-level ``late`` and the registered networks."""
+    from .models import FUSION_MODELS
+
+    return sorted(set(FUSIONS) | set(FUSION_MODELS))
+
+
+# Feature sources the analysis computes itself, by the name the training side gives them (extractor names
+# of emofuse.extract, which mimic the analysis). Anything else in a checkpoint is masked.
+PIPELINE_SOURCES: dict[str, str] = {
+    "voice-whisper-base": "pooled Whisper-base encoder states of the utterance (ASR model whisper-base)",
+    "voice-whisper-tiny.en": "pooled Whisper-tiny.en encoder states of the utterance (ASR model whisper-tiny.en)",
+    "text-minilm-l6": "MiniLM-L6 sentence embedding of the transcript (English lines)",
+    "text-e5-small": "multilingual E5-small embedding of the transcript (non-English lines)",
+    "face-expert-probs": "the face expert's 7 class probabilities (canonical order)",
+}
+_SOURCE_MODALITY = {"voice": "voice", "text": "text", "face": "face"}
+
+
+def supplied_sources(modalities: tuple[str, ...], asr_model: str) -> set[str]:
+    """The PIPELINE_SOURCES an analyzer with these options can fill."""
+    out = set()
+    if "voice" in modalities and f"voice-{asr_model}" in PIPELINE_SOURCES:
+        out.add(f"voice-{asr_model}")
+    if "text" in modalities:
+        out |= {"text-minilm-l6", "text-e5-small"}
+    if "face" in modalities:
+        out.add("face-expert-probs")
+    return out
+
+
+def canonical_label(name: str) -> str | None:
+    """A checkpoint class name -> the canonical emotion it counts as (None: no canonical class)."""
+    from . import taxonomy
+
+    if name in EMOTIONS:
+        return name
+    for table in (taxonomy.RAVDESS, taxonomy.MELD, taxonomy.FER2013, taxonomy.GOEMOTIONS_EKMAN):
+        if name in table and table[name] is not None:
+            return table[name]
+    from .corpora.ravdess import LABEL_MAP  # RAVDESS's own names: calm -> neutral, disgust -> disgusted
+
+    return LABEL_MAP.get(name)
+
+
+class NetworkFusion:
+    """A trained fusion network as the analysis's fusion step: ``fuse(outputs, features)``.
+
+    ``features`` maps source names (:data:`PIPELINE_SOURCES`) to the segment's raw vectors; each
+    checkpoint modality whose source is there is standardised with the checkpoint's statistics and fed to
+    the network; the others are left out (= masked: the networks treat an absent modality as missing).
+    A segment where none is there falls back to ``late`` over its experts (method says so)."""
+
+    def __init__(self, checkpoint: str | Path, name: str | None = None,
+                 supplied: set[str] | None = None) -> None:
+        import torch
+
+        from .training.fusion import FeatureSpec, load_checkpoint, read_meta
+
+        meta = read_meta(checkpoint)
+        if name is not None and name != meta.get("model"):
+            raise EmofuseError(f"--fusion {name} does not match checkpoint {checkpoint}, which holds a "
+                               f"{meta.get('model')!r} network; pass --fusion {meta.get('model')} (or leave it out)")
+        self.model, self.meta = load_checkpoint(checkpoint)
+        self.name: str = self.meta["model"]
+        self.specs = {m: FeatureSpec.from_dict(d) for m, d in self.meta["features"].items()}
+        supplied = set(PIPELINE_SOURCES) if supplied is None else set(supplied)
+        self.usable = {m: s for m, s in self.specs.items() if s.kind == "vector" and s.source in supplied}
+        lost = {m: s for m, s in self.specs.items() if m not in self.usable}
+        if not self.usable:
+            need = "; ".join(f"{m}: {s.source} ({s.kind}, dim {s.dim})" for m, s in self.specs.items())
+            raise EmofuseError(
+                f"checkpoint {checkpoint} ({self.name}) needs {need}, and this analysis can compute none of them "
+                f"(it computes {', '.join(sorted(supplied)) or 'nothing with these --modalities'}); use a "
+                "checkpoint trained on emofuse's own features (e.g. voice-whisper-base), or other --modalities")
+        notes = []
+        for m, s in lost.items():
+            why = ("sequence inputs are not computed by the analysis" if s.kind != "vector" else
+                   "the analysis cannot compute it" + (" (no offline OpenFace)" if s.source.endswith(":au") else "")
+                   if s.source not in PIPELINE_SOURCES else "its modality or ASR model is not in use")
+            notes.append(f"fusion network {self.name}: modality {m!r} ({s.source}) is masked: {why}")
+        self.notes: tuple[str, ...] = tuple(notes)
+        labels = list(self.meta["labels"])
+        self._to_canon = np.array([EMOTIONS.index(c) if (c := canonical_label(lab)) else -1 for lab in labels])
+        self._torch = torch
+
+    def __call__(self, outputs: Mapping[str, ExpertOutput],
+                 features: Mapping[str, np.ndarray] | None = None) -> Fused | None:
+        feats = features or {}
+        torch = self._torch
+        inputs = {m: torch.from_numpy(s.normalise(np.asarray(feats[s.source]).reshape(1, -1)))
+                  for m, s in self.usable.items() if s.source in feats and feats[s.source] is not None}
+        if not inputs:
+            f = late_fusion()(outputs)
+            if f is None:
+                return None
+            return Fused(f.probs, f.label, f.confidence, f.valence, f.arousal, f.weights,
+                         f"late (no input for {self.name})")
+        with torch.no_grad():
+            out = self.model(inputs)
+        q = torch.softmax(out["logits"].float(), dim=-1)[0].numpy().astype(np.float64)
+        p = np.zeros(len(EMOTIONS))
+        for j, k in enumerate(self._to_canon):
+            if k >= 0:
+                p[k] += q[j]  # e.g. RAVDESS calm counts as neutral; classes without a canonical match drop
+        p = p / p.sum() if p.sum() > 0 else np.full(len(EMOTIONS), 1.0 / len(EMOTIONS))
+        v_proj, a = project_va(p)
+        v = float(np.clip(float(out["valence"][0]), -1, 1)) if "valence" in out else v_proj
+        k = int(p.argmax())
+        used = sorted({_SOURCE_MODALITY.get(self.usable[m].source.split("-")[0], m) for m in inputs})
+        return Fused({e: float(x) for e, x in zip(EMOTIONS, p)}, EMOTIONS[k], float(p[k]), v, a,
+                     {m: 1.0 / len(used) for m in used}, self.name)

@@ -34,7 +34,8 @@ class AnalyzerOptions:
     max_duration: float = 3600.0  # refuse longer media (seconds)
     face_window: float = 4.0  # segment length for face-only timelines (video without speech)
     threads: int = 2  # CPU threads for ASR
-    fusion: str = "late"  # fusion method (see emofuse.fusion.FUSIONS)
+    fusion: str = "late"  # fusion method: "late" (experts), or a network of emofuse.models.FUSION_MODELS
+    checkpoint: str | None = None  # trained fusion network (.safetensors); needed for any network
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modalities if m not in MODALITIES]
@@ -60,7 +61,13 @@ class Analyzer:
 
         self.options = options
         self.media_options = MediaOptions(fps=options.fps, max_duration=options.max_duration)
-        self.fuse = fusion.build(options.fusion)
+        if options.checkpoint:
+            # A trained network; its inputs come from the features computed below (fusion.PIPELINE_SOURCES).
+            self.fuse: Any = fusion.NetworkFusion(options.checkpoint, options.fusion,
+                                                  fusion.supplied_sources(options.modalities, options.asr_model))
+        else:
+            self.fuse = fusion.build(options.fusion)
+        self.fusion_notes: tuple[str, ...] = tuple(getattr(self.fuse, "notes", ()))
         self._asr: Any = None
         self._face: Any = None
         self._voice_head: LinearHead | None = None
@@ -142,10 +149,11 @@ class Analyzer:
             raise InputError(f"{name}: no text to analyse (empty or blank lines only)")
         t0 = time.perf_counter()
         langs = [self.options.language or script_language(s) for s in items]
-        outs = self._run_text(items, langs)
-        segs = tuple(Segment(0.0, 0.0, s, lang, {"text": o}, self.fuse({"text": o}))
-                     for s, lang, o in zip(items, langs, outs))
-        return AnalysisResult(name, "text", 0.0, segs, (), {"total": time.perf_counter() - t0})
+        emb: list[dict[str, np.ndarray]] = [{} for _ in items]
+        outs = self._run_text(items, langs, emb)
+        segs = tuple(Segment(0.0, 0.0, s, lang, {"text": o}, self.fuse({"text": o}, features=f))
+                     for s, lang, o, f in zip(items, langs, outs, emb))
+        return AnalysisResult(name, "text", 0.0, segs, self.fusion_notes, {"total": time.perf_counter() - t0})
 
     def analyze_many(self, sources: Sequence[str | Path]) -> list[AnalysisResult | AnalysisError]:
         """Analyse several inputs; a bad one yields an AnalysisError and the rest go on."""
@@ -168,9 +176,10 @@ class Analyzer:
             raise InputError(f"{p.path}: no face found; pass a photo with a visible, roughly frontal face "
                              "(or a tight face crop)")
         out = self._face.summarize([obs])
-        seg = Segment(0.0, 0.0, "", None, {"face": out}, self.fuse({"face": out}))
+        seg = Segment(0.0, 0.0, "", None, {"face": out}, self.fuse({"face": out}, features=_face_features(out)))
         notes = ("the whole image was used as the face (no detection; looks like a face crop)",) \
             if obs.mode == "whole-image" else ()
+        notes += self.fusion_notes
         return AnalysisResult(str(p.path), "image", 0.0, (seg,), notes, {"total": time.perf_counter() - t0})
 
     def _faces(self, p: Probe) -> tuple[list[float], list[Any], list[str], float]:
@@ -277,8 +286,13 @@ class Analyzer:
         timings["voice"] = time.perf_counter() - t
         t = time.perf_counter()
         text_outs: list[ExpertOutput | None] = [None] * len(utts)
+        feats: list[dict[str, np.ndarray]] = [{} for _ in utts]  # raw features for fusion networks
         if "text" in mods and utts:
-            text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts]))
+            text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts], feats))
+        if "voice" in mods:
+            for f, u in zip(feats, utts):
+                if u.embedding is not None:
+                    f[f"voice-{self.options.asr_model}"] = u.embedding
         timings["text"] = time.perf_counter() - t
 
         segs = []
@@ -294,7 +308,10 @@ class Analyzer:
                 m["text"] = text_outs[i]  # type: ignore[assignment]
             m = {k: m[k] for k in MODALITIES if k in m}
             u = utts[i] if i < len(utts) else None
-            segs.append(Segment(s, e, u.text if u else "", u.language if u else None, m, self.fuse(m)))
+            f = dict(feats[i]) if i < len(utts) else {}
+            f.update(_face_features(fo))
+            segs.append(Segment(s, e, u.text if u else "", u.language if u else None, m, self.fuse(m, features=f)))
+        notes += self.fusion_notes
         timings["total"] = time.perf_counter() - t0
         return AnalysisResult(str(p.path), p.kind, p.duration, tuple(segs), tuple(notes), timings)
 
@@ -308,7 +325,9 @@ class Analyzer:
         sel = [obs[i] for i in idx]
         return self._face.summarize(sel) if sel else None
 
-    def _run_text(self, texts: list[str], langs: list[str]) -> list[ExpertOutput]:
+    def _run_text(self, texts: list[str], langs: list[str],
+                  features: list[dict[str, np.ndarray]] | None = None) -> list[ExpertOutput]:
+        """Text expert outputs; ``features[i]`` also receives line i's embedding under its extractor name."""
         outs: list[ExpertOutput | None] = [None] * len(texts)
         for key in ("en", "other"):
             idx = [i for i, lang in enumerate(langs) if (lang == "en") == (key == "en")]
@@ -318,11 +337,21 @@ class Analyzer:
             X = enc.encode([texts[i] for i in idx])
             for i, o in zip(idx, head.predict(X, encoder=enc.name)):
                 outs[i] = o
+            if features is not None:
+                src = "text-minilm-l6" if key == "en" else "text-e5-small"  # as _text_expert picks them
+                for i, x in zip(idx, X):
+                    features[i][src] = np.asarray(x)
         return [o for o in outs if o is not None]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._face_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _face_features(out: ExpertOutput | None) -> dict[str, np.ndarray]:
+    from .taxonomy import EMOTIONS
+
+    return {} if out is None else {"face-expert-probs": np.array([out.probs[e] for e in EMOTIONS], dtype=np.float32)}
 
 
 def _background_priority() -> None:
