@@ -85,6 +85,12 @@ def test_norm_uses_valid_steps_and_keeps_padding_zero() -> None:
     np.testing.assert_allclose(mu, [3, 4])
     z = tf.apply_norm(p, {"s": (mu, sd)}).inputs["s"]
     assert (z[~mask] == 0).all() and np.isfinite(z).all()
+    # a presence mask [N] on a sequence: padded (all-zero) steps neither count nor become non-zero
+    q = tf.Part({"s": x}, np.zeros(2, np.int64), mask={"s": np.array([True, True])})
+    mu2, sd2 = tf.fit_norm(q)["s"]
+    np.testing.assert_allclose(mu2, [3, 4])
+    z2 = tf.apply_norm(q, {"s": (mu2, sd2)}).inputs["s"]
+    assert (z2[~mask] == 0).all()
 
 
 def _checkpoint(tmp_path: Path, name: str = "gated", sources: dict[str, str] | None = None,
@@ -165,6 +171,27 @@ def test_network_fusion_maps_labels_and_masks_what_analysis_lacks(tmp_path: Path
         NetworkFusion(path, supplied={"text-minilm-l6"})
     with pytest.raises(EmofuseError, match="does not match"):
         NetworkFusion(path, "gated")
+    assert any("without modality dropout" in n for n in fuse.notes)  # it was trained with au always present
+
+
+def test_network_fusion_refuses_features_from_another_extractor_version(tmp_path: Path) -> None:
+    from emofuse.extract import EXTRACTORS
+    from emofuse.fusion import NetworkFusion
+
+    path, res, p = _checkpoint(tmp_path, "late", sources={"voice": "voice-whisper-base"}, dims={"voice": 8})
+    meta = tf.read_meta(path)
+    meta["features"]["voice"]["identity"] = EXTRACTORS["voice-whisper-base"].config_hash()
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(path), framework="numpy") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(path), metadata={"emofuse": json.dumps(meta)})
+    assert NetworkFusion(path, supplied={"voice-whisper-base"}).usable  # same features: accepted
+    meta["features"]["voice"]["identity"] = "0123456789"
+    save_file(tensors, str(path), metadata={"emofuse": json.dumps(meta)})
+    with pytest.raises(EmofuseError, match="retrain"):
+        NetworkFusion(path, supplied={"voice-whisper-base"})
 
 
 def test_late_without_checkpoint_is_unchanged_and_networks_need_one() -> None:

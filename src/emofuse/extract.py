@@ -121,10 +121,10 @@ def _load_voice(cfg: VoiceConfig, threads: int | None) -> Any:
     return load_whisper(cfg.asr_model, threads=threads)
 
 
-def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[Any]:
-    """Items are one speaker's (the chunking guarantees it); unreadable clips fail alone."""
+def _embed_audio_items(items: Sequence[Item], embed: Callable[[list[np.ndarray]], Sequence[Any]]) -> list[Any]:
+    """Decode each item's first path and ``embed`` the clips in one batch; an unreadable clip fails alone,
+    and if the batch fails, each clip is embedded alone to find the culprit."""
     from . import media
-    from .features import voice as vf
 
     out: list[Any] = [None] * len(items)
     audio: list[np.ndarray] = []
@@ -133,20 +133,14 @@ def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[
         try:
             if not it.paths:
                 raise InputError(f"item {it.id!r} has no media path")
-            a = media.load_audio(it.paths[0])  # the analysis decoder and validator: same errors, same samples
-            audio.append(a)
+            audio.append(media.load_audio(it.paths[0]))  # the analysis decoder and validator
             ok.append(i)
         except Exception as e:  # noqa: BLE001 - recorded per item
             out[i] = e
     if not ok:
         return out
-
-    def embed(clips: list[np.ndarray]) -> np.ndarray:
-        return vf.embed_clips(model, clips, window_s=cfg.window_s, gap_s=cfg.gap_s, packed=cfg.packed, span=cfg.span)
-
     try:
-        X = embed(audio)
-        for i, x in zip(ok, X):
+        for i, x in zip(ok, embed(audio)):
             out[i] = x
     except Exception:  # noqa: BLE001 - find the culprit: embed each clip alone
         for i, a in zip(ok, audio):
@@ -155,6 +149,14 @@ def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[
             except Exception as e:  # noqa: BLE001
                 out[i] = e
     return out
+
+
+def _compute_voice(model: Any, cfg: VoiceConfig, items: Sequence[Item]) -> list[Any]:
+    """Items are one speaker's (the chunking guarantees it)."""
+    from .features import voice as vf
+
+    return _embed_audio_items(items, lambda clips: vf.embed_clips(model, clips, window_s=cfg.window_s, gap_s=cfg.gap_s,
+                                                                  packed=cfg.packed, span=cfg.span))
 
 
 @dataclass(frozen=True)
@@ -214,29 +216,7 @@ def embed_clip_sequences(model: Any, clips: Sequence[np.ndarray], cfg: VoiceSeqC
 
 
 def _compute_voice_seq(model: Any, cfg: VoiceSeqConfig, items: Sequence[Item]) -> list[Any]:
-    from . import media
-
-    out: list[Any] = [None] * len(items)
-    audio: list[np.ndarray] = []
-    ok: list[int] = []
-    for i, it in enumerate(items):
-        try:
-            if not it.paths:
-                raise InputError(f"item {it.id!r} has no media path")
-            audio.append(media.load_audio(it.paths[0]))
-            ok.append(i)
-        except Exception as e:  # noqa: BLE001 - recorded per item
-            out[i] = e
-    try:
-        for i, x in zip(ok, embed_clip_sequences(model, audio, cfg)):
-            out[i] = x
-    except Exception:  # noqa: BLE001 - find the culprit: each clip alone
-        for i, a in zip(ok, audio):
-            try:
-                out[i] = embed_clip_sequences(model, [a], cfg)[0]
-            except Exception as e:  # noqa: BLE001
-                out[i] = e
-    return out
+    return _embed_audio_items(items, lambda clips: embed_clip_sequences(model, clips, cfg))
 
 
 # ------------------------------------------------------------------------------------------------ text

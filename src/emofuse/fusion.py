@@ -143,6 +143,13 @@ class NetworkFusion:
         self.name: str = self.meta["model"]
         self.specs = {m: FeatureSpec.from_dict(d) for m, d in self.meta["features"].items()}
         supplied = set(PIPELINE_SOURCES) if supplied is None else set(supplied)
+        from .extract import EXTRACTORS
+
+        for m, s in self.specs.items():  # same extractor name, other model/version/settings: other features
+            if s.identity and s.source in EXTRACTORS and EXTRACTORS[s.source].config_hash() != s.identity:
+                raise EmofuseError(f"checkpoint {checkpoint}: modality {m!r} was trained on {s.source} features "
+                                   f"with config hash {s.identity}, but this emofuse computes "
+                                   f"{EXTRACTORS[s.source].config_hash()}; retrain the network on current features")
         self.usable = {m: s for m, s in self.specs.items() if s.kind == "vector" and s.source in supplied}
         lost = {m: s for m, s in self.specs.items() if m not in self.usable}
         if not self.usable:
@@ -157,6 +164,10 @@ class NetworkFusion:
                    "the analysis cannot compute it" + (" (no offline OpenFace)" if s.source.endswith(":au") else "")
                    if s.source not in PIPELINE_SOURCES else "its modality or ASR model is not in use")
             notes.append(f"fusion network {self.name}: modality {m!r} ({s.source}) is masked: {why}")
+        if lost and not float(self.meta.get("config", {}).get("modality_dropout", 0.0)):
+            notes.append(f"fusion network {self.name} was trained without modality dropout, so its outputs with "
+                         "masked modalities are outside what it was trained on; retrain with "
+                         "fusion.modality_dropout > 0 for analysis use")
         self.notes: tuple[str, ...] = tuple(notes)
         labels = list(self.meta["labels"])
         self._to_canon = np.array([EMOTIONS.index(c) if (c := canonical_label(lab)) else -1 for lab in labels])

@@ -91,15 +91,17 @@ class FeatureSpec:
     description: str = ""
     mean: tuple[float, ...] = ()  # standardisation statistics of the training part ([] = none)
     std: tuple[float, ...] = ()
+    identity: str = ""  # the extractor's config hash (model sha256, version, settings) when source is one
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "dim": self.dim, "kind": self.kind, "description": self.description,
-                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std], "identity": self.identity}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
         return cls(str(d["source"]), int(d["dim"]), str(d.get("kind", "vector")), str(d.get("description", "")),
-                   tuple(float(v) for v in d.get("mean", ())), tuple(float(v) for v in d.get("std", ())))
+                   tuple(float(v) for v in d.get("mean", ())), tuple(float(v) for v in d.get("std", ())),
+                   str(d.get("identity", "")))
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
         if not self.mean:
@@ -115,7 +117,17 @@ def _valid_rows(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if mask is None:
         return x.reshape(-1, x.shape[-1])
     k = mask.astype(bool)
-    return x[k] if k.ndim == 2 else x[k].reshape(-1, x.shape[-1])
+    if k.ndim == 2:
+        return x[k]
+    rows = x[k].reshape(-1, x.shape[-1])  # a presence mask on a sequence: padded (all-zero) steps don't count
+    return rows[np.any(rows != 0, axis=1)]
+
+
+def _identity(source: str) -> str:
+    """The extractor's config hash for an extractor source (so inference can refuse other features)."""
+    from ..extract import EXTRACTORS
+
+    return EXTRACTORS[source].config_hash() if source in EXTRACTORS else ""
 
 
 def fit_norm(part: Part) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -139,7 +151,7 @@ def apply_norm(part: Part, norm: Mapping[str, tuple[np.ndarray, np.ndarray]]) ->
         k = part.mask.get(m)
         if k is not None:
             z = z * (k.astype(np.float32)[..., None] if k.ndim == z.ndim - 1 else k.astype(np.float32)[:, None, None])
-        elif x.ndim == 3:  # unmasked sequences: keep zero padding zero
+        if x.ndim == 3 and (k is None or k.ndim == 1):  # no step mask: keep zero padding zero
             z = np.where(np.any(x != 0, axis=-1, keepdims=True), z, 0.0).astype(np.float32)
         inputs[m] = z
     return Part(inputs, part.label, part.valence, dict(part.mask))
@@ -664,6 +676,9 @@ def run(cfg: FusionRunConfig, save_checkpoint_to: str | Path | None = None, work
     from .protocols import item_key, make_splits
     from .run import _plot_confusion  # the linear-head reports' confusion plot (same look)
 
+    if cfg.fusion.get("regression"):
+        raise InputError(f"{cfg.name}: fusion.regression = true, but corpus {cfg.corpus} gives no valence "
+                         "targets here, so the valence head would never be trained; leave it out")
     t0 = time.perf_counter()
     items, inputs, masks, kinds, labels, y = load_modalities(cfg.root, cfg.corpus, cfg.sources, cache=cfg.cache,
                                                              label_set=cfg.label_set, workers=workers, progress=progress)
@@ -712,7 +727,8 @@ def run(cfg: FusionRunConfig, save_checkpoint_to: str | Path | None = None, work
         res, info, m = first
         feats = {mod: FeatureSpec(cfg.sources[mod], int(inputs[mod].shape[-1]), kinds[mod],
                                   source_description(cfg.sources[mod]), tuple(info["norm"][mod][0].tolist()),
-                                  tuple(info["norm"][mod][1].tolist())).to_dict() for mod in inputs}
+                                  tuple(info["norm"][mod][1].tolist()), _identity(cfg.sources[mod])).to_dict()
+                 for mod in inputs}
         meta = {"features": feats, "labels": labels, "label_set": cfg.label_set,
                 "training": {"corpora": [cfg.corpus], "protocol": cfg.protocol, "protocol_params": cfg.protocol_params,
                              "fold": info["split"], "seed": cfg.seed, "options": dataclasses.asdict(cfg.train),
@@ -733,6 +749,8 @@ def run(cfg: FusionRunConfig, save_checkpoint_to: str | Path | None = None, work
 
 
 def _report(cfg: FusionRunConfig, r: dict[str, Any]) -> str:
+    from .metrics import confusion_markdown, summary_markdown
+
     on = r["evaluated_on"]
     mods = ", ".join(f"{m} = `{s}` ({r['kinds'][m]})" for m, s in cfg.sources.items())
     L = [f"# {cfg.name}", "",
@@ -746,13 +764,7 @@ def _report(cfg: FusionRunConfig, r: dict[str, Any]) -> str:
         L.append(f"| {f['split']} | {f['evaluated_on']} | {f['n_train']} | {f['n_val']} | {f['n_test']} | "
                  f"{f['best_epoch']} | {100 * f['val']['UA']:.1f} | {100 * m['UA']:.1f} | {100 * m['WA']:.1f} | "
                  f"{100 * m['macro_f1']:.1f} | {f['seconds']:.1f} |")
-    s = r["summary"]
-    L += ["", f"**Mean ± std over {len(r['folds'])} split(s) ({on}):** UA {s['UA']['text']}, WA {s['WA']['text']}, "
-          f"macro-F1 {s['macro_f1']['text']}", "", "Confusion matrix (rows true, columns predicted, summed over splits):", ""]
-    labels = r["labels"]
-    L += ["| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for lab, row in zip(labels, r["confusion_matrix"]):
-        L.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    L += summary_markdown(r["summary"], len(r["folds"]), on) + confusion_markdown(r["labels"], r["confusion_matrix"])
     L += ["", "![curves](curves.png)", "", "![confusion](confusion.png)", "", f"Run time {r.get('seconds', 0):.1f} s."]
     if "checkpoint" in r:
         L += ["", f"Checkpoint: `{r['checkpoint']}` (trained on {r['folds'][0]['split']}'s training part)."]

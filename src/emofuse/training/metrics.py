@@ -195,3 +195,17 @@ def format_mean_std(values: Iterable[float], scale: float = 100, digits: int = 1
     """``"72.8 ± 4.2"``: mean ± sample std of ``values * scale`` to ``digits`` decimals."""
     m, s = mean_std(values)
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def summary_markdown(summary: dict[str, dict[str, Any]], n_splits: int, on: str) -> list[str]:
+    """The report lines for mean ± std over splits, then the confusion-matrix heading (shared by the
+    linear-head and fusion-network reports)."""
+    return ["", f"**Mean ± std over {n_splits} split(s) ({on}):** UA {summary['UA']['text']}, "
+            f"WA {summary['WA']['text']}, macro-F1 {summary['macro_f1']['text']}", "",
+            "Confusion matrix (rows true, columns predicted, summed over splits):", ""]
+
+
+def confusion_markdown(labels: Sequence[str], cm: Sequence[Sequence[int]]) -> list[str]:
+    """A confusion matrix as Markdown table lines (rows true, columns predicted)."""
+    lines = ["| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    return lines + [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(labels, cm)]

@@ -39,7 +39,8 @@ from ..corpora.manifest import Item
 from ..errors import EmofuseError, InputError
 from ..taxonomy import EMOTIONS
 from .config import TrainConfig, config_to_dict, dump_config, load_config
-from .metrics import classification_metrics, format_mean_std, mean_std
+from .metrics import (classification_metrics, confusion_markdown, format_mean_std, mean_std,
+                      summary_markdown)
 from .protocols import item_key, make_splits
 
 __all__ = ["evaluate_main", "load_data", "run", "train_main"]
@@ -316,13 +317,7 @@ def _report(cfg: TrainConfig, r: dict[str, Any]) -> str:
         m = f["metrics"]
         L.append(f"| {f['split']} | {f['evaluated_on']} | {f['n_train']} | {f['n_val']} | {f['n_test']} | {f['n_select']} | {f['C']:g} | "
                  f"{100 * m['UA']:.1f} | {100 * m['WA']:.1f} | {100 * m['macro_f1']:.1f} |")
-    s = r["summary"]
-    L += ["", f"**Mean ± std over {len(r['folds'])} split(s) ({on}):** UA {s['UA']['text']}, WA {s['WA']['text']}, "
-          f"macro-F1 {s['macro_f1']['text']}", "", "Confusion matrix (rows true, columns predicted, summed over splits):", ""]
-    labels = r["labels"]
-    L += ["| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for lab, row in zip(labels, r["confusion_matrix"]):
-        L.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    L += summary_markdown(r["summary"], len(r["folds"]), on) + confusion_markdown(r["labels"], r["confusion_matrix"])
     L += ["", "![confusion](confusion.png)", "", "![training curves](curves.png)", "", f"Run time {r.get('seconds', 0):.1f} s."]
     if r["data"]["warnings"]:
         L += ["", "Warnings:", ""] + [f"- {w}" for w in r["data"]["warnings"]]
