@@ -9,6 +9,7 @@ import pytest
 
 from emofuse import extract as ext
 from emofuse.corpora.manifest import Item
+from emofuse.features import voice as vf
 from emofuse.errors import InputError
 from emofuse.features.text import get_encoder, is_ready
 
@@ -172,7 +173,7 @@ def test_relative_and_absolute_roots_share_the_cache(tmp_path: Path, monkeypatch
 
 def test_chunk_frames_averages_fixed_half_second_chunks() -> None:
     enc = np.arange(1500 * 2, dtype=np.float32).reshape(1500, 2)
-    x = ext.chunk_frames(enc, 0.0, 1.2)  # frames 0..59: chunks of 25, 25, 10
+    x = vf.chunk_frames(enc, 0.0, 1.2)  # frames 0..59: chunks of 25, 25, 10
     assert x.shape == (3, 2)
     np.testing.assert_allclose(x[0], enc[:25].mean(0))
     np.testing.assert_allclose(x[2], enc[50:60].mean(0))

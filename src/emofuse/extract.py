@@ -171,47 +171,18 @@ class VoiceSeqConfig:
     sequence: bool = True  # marks a sequence extractor ([T, d] per item; see load_sequences)
 
 
-def chunk_frames(enc: np.ndarray, start_s: float, end_s: float, chunk_s: float = 0.5) -> np.ndarray:
-    """Mean of the encoder frames of ``[start_s, end_s]`` in consecutive ``chunk_s`` chunks: ``[T, d]``
-    float32 with ``T = ceil(frames / frames_per_chunk)`` (the last chunk may be shorter)."""
-    from .features import voice as vf
-
-    lo, hi = vf.frame_range(start_s, end_s, enc.shape[0])
-    per = max(1, int(round(chunk_s / vf.FRAME_SECONDS)))
-    x = np.asarray(enc[lo:hi], dtype=np.float64)
-    return np.stack([x[i:i + per].mean(axis=0) for i in range(0, len(x), per)]).astype(np.float32)
-
-
 def embed_clip_sequences(model: Any, clips: Sequence[np.ndarray], cfg: VoiceSeqConfig) -> list[np.ndarray]:
     """Per clip ``[T, d]`` chunked encoder states of its speech span, computed exactly as the vector
     extractors see the clip (cut to speech +- the VAD pad, packed into shared windows, the speech span
     +- 0.1 s), so the sequence and the pooled vector describe the same frames."""
     from .features import voice as vf
 
-    cut = []
-    for c in clips:
-        c = np.asarray(c, dtype=np.float32).reshape(-1)
-        a, b = vf.speech_span(c, pad_s=vf.VAD_PAD_S)
-        cut.append(c[int(round(a * vf.SAMPLE_RATE)): int(round(b * vf.SAMPLE_RATE))])
+    cut = vf.cut_to_speech(clips)
     spans = [vf.speech_span(c) for c in cut]
     out: list[np.ndarray | None] = [None] * len(cut)
-    if not cfg.packed:
-        for i, c in enumerate(cut):
-            out[i] = chunk_frames(vf.encode_alone(model, c), *spans[i], cfg.chunk_s)
-        return out  # type: ignore[return-value]
-    n_window = int(round(cfg.window_s * vf.SAMPLE_RATE))
-    for window in vf.pack_windows([len(c) / vf.SAMPLE_RATE for c in cut], cfg.window_s, cfg.gap_s):
-        starts = [int(round(s * vf.SAMPLE_RATE)) for _, s in window]
-        end = min(n_window, max(s + len(cut[i]) for (i, _), s in zip(window, starts)))
-        audio = np.zeros(end, dtype=np.float32)
-        for (i, _), s in zip(window, starts):
-            piece = cut[i][: max(0, end - s)]
-            audio[s: s + len(piece)] = piece
-        enc = vf.encode_window(model, audio)
-        for (i, _), s in zip(window, starts):
-            off = s / vf.SAMPLE_RATE
-            a, b = spans[i]
-            out[i] = chunk_frames(enc, off + a, min(end / vf.SAMPLE_RATE, off + b), cfg.chunk_s)
+    for i, enc, offset, limit in vf.encode_clips(model, cut, cfg.window_s, cfg.gap_s, cfg.packed):
+        a, b = spans[i]
+        out[i] = vf.chunk_frames(enc, offset + a, min(limit, offset + b), cfg.chunk_s)
     return out  # type: ignore[return-value]
 
 

@@ -18,7 +18,7 @@ spans costs ~20 points of UA on RAVDESS, hence the care.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -117,6 +117,47 @@ def pack_windows(durations: Sequence[float], window_s: float = 30.0, gap_s: floa
     return windows
 
 
+def cut_to_speech(clips: Sequence[np.ndarray], pad_s: float = VAD_PAD_S) -> list[np.ndarray]:
+    """Each clip cut to its speech span +- ``pad_s``, as faster-whisper's VAD hands speech to Whisper."""
+    out = []
+    for c in clips:
+        c = np.asarray(c, dtype=np.float32).reshape(-1)
+        a, b = speech_span(c, pad_s=pad_s)
+        out.append(c[int(round(a * SAMPLE_RATE)): int(round(b * SAMPLE_RATE))])
+    return out
+
+
+def encode_clips(model: "WhisperModel", clips: Sequence[np.ndarray], window_s: float = 30.0, gap_s: float = 0.0,
+                 packed: bool = True) -> Iterator[tuple[int, np.ndarray, float, float]]:
+    """Encode the clips once and yield ``(clip index, encoder output, clip offset s, limit s)``: the clip's
+    frames are those of ``[offset, limit]`` in that output. ``packed=True``: consecutive clips share 30 s
+    windows (:func:`pack_windows`), each window encoded once; ``packed=False``: each clip alone."""
+    if not packed:
+        for i, c in enumerate(clips):
+            yield i, encode_alone(model, c), 0.0, window_s
+        return
+    n_window = int(round(window_s * SAMPLE_RATE))
+    for window in pack_windows([len(c) / SAMPLE_RATE for c in clips], window_s, gap_s):
+        starts = [int(round(s * SAMPLE_RATE)) for _, s in window]
+        end = min(n_window, max(s + len(clips[i]) for (i, _), s in zip(window, starts)))
+        audio = np.zeros(end, dtype=np.float32)
+        for (i, _), s in zip(window, starts):
+            piece = clips[i][: max(0, end - s)]
+            audio[s: s + len(piece)] = piece
+        enc = encode_window(model, audio)
+        for (i, _), s in zip(window, starts):
+            yield i, enc, s / SAMPLE_RATE, end / SAMPLE_RATE
+
+
+def chunk_frames(enc: np.ndarray, start_s: float, end_s: float, chunk_s: float = 0.5) -> np.ndarray:
+    """Mean of the encoder frames of ``[start_s, end_s]`` in consecutive ``chunk_s`` chunks: ``[T, d]``
+    float32 with ``T = ceil(frames / frames_per_chunk)`` (the last chunk may be shorter)."""
+    lo, hi = frame_range(start_s, end_s, enc.shape[0])
+    per = max(1, int(round(chunk_s / FRAME_SECONDS)))
+    x = np.asarray(enc[lo:hi], dtype=np.float64)
+    return np.stack([x[i:i + per].mean(axis=0) for i in range(0, len(x), per)]).astype(np.float32)
+
+
 def embed_clip_views(
     model: "WhisperModel",
     clips: Sequence[np.ndarray],
@@ -136,37 +177,16 @@ def embed_clip_views(
     """
     clips = [np.asarray(c, dtype=np.float32).reshape(-1) for c in clips]
     if vad_pad_s is not None:
-        cut = []
-        for c in clips:
-            a, b = speech_span(c, pad_s=vad_pad_s)
-            cut.append(c[int(round(a * SAMPLE_RATE)): int(round(b * SAMPLE_RATE))])
-        clips = cut
+        clips = cut_to_speech(clips, vad_pad_s)
     n = len(clips)
     views: dict[str, list[np.ndarray | None]] = {"speech": [None] * n, "clip": [None] * n}
     if n == 0:
         return {k: np.zeros((0, 0), dtype=np.float32) for k in views}
     spans = [speech_span(c) for c in clips]
-
-    def pool(enc: np.ndarray, i: int, offset: float, limit: float) -> None:
+    for i, enc, offset, limit in encode_clips(model, clips, window_s, gap_s, packed):
         a, b = spans[i]
         views["speech"][i] = pool_frames(enc, offset + a, min(limit, offset + b))
         views["clip"][i] = pool_frames(enc, offset, min(limit, offset + len(clips[i]) / SAMPLE_RATE))
-
-    if not packed:
-        for i, c in enumerate(clips):
-            pool(encode_alone(model, c), i, 0.0, window_s)
-    else:
-        n_window = int(round(window_s * SAMPLE_RATE))
-        for window in pack_windows([len(c) / SAMPLE_RATE for c in clips], window_s, gap_s):
-            starts = [int(round(s * SAMPLE_RATE)) for _, s in window]
-            end = min(n_window, max(s + len(clips[i]) for (i, _), s in zip(window, starts)))
-            audio = np.zeros(end, dtype=np.float32)
-            for (i, _), s in zip(window, starts):
-                piece = clips[i][: max(0, end - s)]
-                audio[s: s + len(piece)] = piece
-            enc = encode_window(model, audio)
-            for (i, _), s in zip(window, starts):
-                pool(enc, i, s / SAMPLE_RATE, end / SAMPLE_RATE)
     return {k: np.stack(v) for k, v in views.items()}  # type: ignore[arg-type]
 
 

@@ -672,7 +672,7 @@ def run(cfg: FusionRunConfig, save_checkpoint_to: str | Path | None = None, work
     curves.png and confusion.png into ``cfg.out``; optionally a checkpoint trained on the first split's
     train part with its own validation selection (the same recipe as the reported figures)."""
     from ..models.fusion import FusionConfig
-    from .metrics import format_mean_std, mean_std
+    from .metrics import summarize_folds
     from .protocols import item_key, make_splits
     from .run import _plot_confusion  # the linear-head reports' confusion plot (same look)
 
@@ -708,11 +708,7 @@ def run(cfg: FusionRunConfig, save_checkpoint_to: str | Path | None = None, work
               f"{res.seconds:.1f} s)", file=sys.stderr)
         if first is None:
             first = (res, {"norm": norm, "split": sp.name, "val": vm}, m)
-    summary = {}
-    for k in ("UA", "WA", "macro_f1"):
-        vals = [f["metrics"][k] for f in folds]
-        mu, sd = mean_std(vals)
-        summary[k] = {"mean": mu, "std": sd, "text": format_mean_std(vals)}
+    summary = summarize_folds(folds)
     on = sorted({f["evaluated_on"] for f in folds})
     result: dict[str, Any] = {
         "name": cfg.name, "model": cfg.model, "config": config_to_dict(config), "train": dataclasses.asdict(cfg.train),

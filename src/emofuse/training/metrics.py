@@ -25,6 +25,10 @@ __all__ = [
     "regression_metrics",
     "mean_std",
     "format_mean_std",
+    "pearson",
+    "summarize_folds",
+    "summary_markdown",
+    "confusion_markdown",
     "SIMS_EDGES_2",
     "SIMS_EDGES_3",
     "SIMS_EDGES_5",
@@ -96,7 +100,7 @@ def _multiclass_acc(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.round(pred) == np.round(true)))
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
     # np.corrcoef as in MMSA, but return NaN quietly for constant inputs.
     if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
@@ -146,7 +150,7 @@ def regression_metrics(
     if scale == "mosi":
         out: dict[str, float] = {
             "MAE": float(np.mean(np.abs(p - t))),
-            "Corr": _pearson(p, t),
+            "Corr": pearson(p, t),
         }
         for k, bound in ((7, 3.0), (5, 2.0), (3, 1.0)):
             out[f"Acc{k}"] = _multiclass_acc(np.clip(p, -bound, bound), np.clip(t, -bound, bound))
@@ -169,7 +173,7 @@ def regression_metrics(
         t2, p2 = _sims_bins(t, SIMS_EDGES_2), _sims_bins(p, SIMS_EDGES_2)
         return {
             "MAE": float(np.mean(np.abs(p - t))),
-            "Corr": _pearson(p, t),
+            "Corr": pearson(p, t),
             "Acc2": float(np.mean(t2 == p2)),
             "Acc3": float(np.mean(_sims_bins(t, SIMS_EDGES_3) == _sims_bins(p, SIMS_EDGES_3))),
             "Acc5": float(np.mean(_sims_bins(t, SIMS_EDGES_5) == _sims_bins(p, SIMS_EDGES_5))),
@@ -209,3 +213,13 @@ def confusion_markdown(labels: Sequence[str], cm: Sequence[Sequence[int]]) -> li
     """A confusion matrix as Markdown table lines (rows true, columns predicted)."""
     lines = ["| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     return lines + [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(labels, cm)]
+
+
+def summarize_folds(folds: Sequence[dict[str, Any]], keys: Sequence[str] = ("UA", "WA", "macro_f1")) -> dict[str, dict[str, Any]]:
+    """``{metric: {"mean", "std", "text"}}`` over the splits' ``f["metrics"][metric]`` (the run reports)."""
+    out = {}
+    for k in keys:
+        vals = [f["metrics"][k] for f in folds]
+        mu, sd = mean_std(vals)
+        out[k] = {"mean": mu, "std": sd, "text": format_mean_std(vals)}
+    return out

@@ -39,13 +39,11 @@ from ..corpora.manifest import Item
 from ..errors import EmofuseError, InputError
 from ..taxonomy import EMOTIONS
 from .config import TrainConfig, config_to_dict, dump_config, load_config
-from .metrics import (classification_metrics, confusion_markdown, format_mean_std, mean_std,
-                      summary_markdown)
+from .metrics import classification_metrics, confusion_markdown, summarize_folds, summary_markdown
 from .protocols import item_key, make_splits
 
 __all__ = ["evaluate_main", "load_data", "run", "train_main"]
 
-SUMMARY_KEYS = ("UA", "WA", "macro_f1")
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -200,11 +198,7 @@ def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save_head: bo
                       "speaker_independent": sp.speaker_independent,
                       "seconds": round(time.perf_counter() - ts, 3), "metrics": m})
     evaluated_on = sorted({f["evaluated_on"] for f in folds})
-    summary = {}
-    for k in SUMMARY_KEYS:
-        vals = [f["metrics"][k] for f in folds]
-        mu, sd = mean_std(vals)
-        summary[k] = {"mean": mu, "std": sd, "text": format_mean_std(vals)}
+    summary = summarize_folds(folds)
     result: dict[str, Any] = {
         "name": cfg.name, "config": config_to_dict(cfg), "protocol": cfg.protocol.name,
         "evaluated_on": evaluated_on[0] if len(evaluated_on) == 1 else "mixed",

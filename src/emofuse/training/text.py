@@ -24,6 +24,7 @@ import numpy as np
 from ..corpora.manifest import Item
 from ..errors import InputError
 from ..taxonomy import EMOTIONS
+from .metrics import pearson, regression_metrics
 
 LICENCE = {
     "MELD": "GPL-3.0 (Poria et al. 2019)",
@@ -162,32 +163,22 @@ def _c_path(Z: np.ndarray, y: np.ndarray, Cs: Sequence[float], cw: str | None) -
         yield C, clf, time.perf_counter() - t
 
 
-def _sk_metrics(clf: Any, Z: np.ndarray, y: Sequence[str]) -> dict[str, float]:
+def cls_scores(y: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
+    """Accuracy, weighted and macro F1 over the 7 canonical classes."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    pred = clf.predict(Z)
     return {"acc": float(accuracy_score(y, pred)),
             "weighted_f1": float(f1_score(y, pred, average="weighted", labels=list(EMOTIONS), zero_division=0)),
             "macro_f1": float(f1_score(y, pred, average="macro", labels=list(EMOTIONS), zero_division=0))}
 
 
-def cls_metrics(head: Any, X: np.ndarray, y: Sequence[str]) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    pred = [EMOTIONS[i] for i in head.predict_proba(X).argmax(1)]
-    return {"acc": float(accuracy_score(y, pred)),
-            "weighted_f1": float(f1_score(y, pred, average="weighted", labels=list(EMOTIONS), zero_division=0)),
-            "macro_f1": float(f1_score(y, pred, average="macro", labels=list(EMOTIONS), zero_division=0))}
+def head_labels(head: Any, X: np.ndarray) -> list[str]:
+    return [EMOTIONS[i] for i in head.predict_proba(X).argmax(1)]
 
 
 def acc2(pred_v: np.ndarray, target: np.ndarray) -> float:
-    """Binary accuracy on non-zero targets: sign of predicted valence vs sign of the label."""
-    nz = target != 0
-    return float(np.mean((pred_v[nz] > 0) == (target[nz] > 0)))
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1])
+    """Acc-2 on non-zero targets (sign of prediction vs sign of label), the MOSI/SIMS convention."""
+    return regression_metrics(target, pred_v)["Acc2_non0"]
 
 
 def ridge_fit(Z: np.ndarray, t: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
@@ -263,9 +254,8 @@ def train_head(root: Path, tag: str, cache: Path, log: Any = print, extra_meta: 
         for cw in WEIGHTING:
             # the C path with warm starts (same optimum as fit_head's cold fits, a fraction of the time)
             for C, clf, secs in _c_path((Xf - mu) / sd, yf, C_GRID, cw):
-                m_meld = _sk_metrics(clf, (parts["meld"][0][parts["meld"][2]] - mu) / sd, parts["meld"][1][parts["meld"][2]])
-                m_go = _sk_metrics(clf, (parts["goemotions"][0][parts["goemotions"][2]] - mu) / sd,
-                                   parts["goemotions"][1][parts["goemotions"][2]])
+                m_meld, m_go = (cls_scores(y[h], clf.predict((X[h] - mu) / sd))
+                                for X, y, h in (parts["meld"], parts["goemotions"]))
                 score = (m_meld["weighted_f1"] + m_go["macro_f1"]) / 2
                 grid.append({"C": C, "class_weight": cw or "none", "meld_repeat": rep, "score": score,
                              "meld_weighted_f1": m_meld["weighted_f1"], "goemotions_macro_f1": m_go["macro_f1"]})
@@ -327,10 +317,10 @@ def train_head(root: Path, tag: str, cache: Path, log: Any = print, extra_meta: 
     # ---- validation figures (dev / val splits), reported once ------------------------------------
     metrics: dict[str, Any] = {}
     c, X = get("meld", "dev")
-    m = cls_metrics(head, X, c.labels)
+    m = cls_scores(c.labels, head_labels(head, X))
     metrics["meld_dev_weighted_f1"], metrics["meld_dev_acc"] = m["weighted_f1"], m["acc"]
     c, X = get("goemotions", "dev")
-    m = cls_metrics(head, X, c.labels)
+    m = cls_scores(c.labels, head_labels(head, X))
     metrics["goemotions_dev_macro_f1"], metrics["goemotions_dev_acc"] = m["macro_f1"], m["acc"]
     c, X = get("emobank", "dev")
     va = head.predict_va(X)
