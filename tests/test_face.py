@@ -262,3 +262,31 @@ def test_timing(analyzer, media):
     print(f"\n1280x720: detection {det_ms:.2f} ms/frame; FER {batched_ms:.2f} ms/face batched, {single_ms:.2f} "
           f"single; analyze_frames {total_ms:.2f} ms/frame -> {0.3 * total_ms:.2f} s for 300 frames "
           f"({sum(o is not None for o in obs)}/{len(obs)} with a face)")
+
+
+# ------------------------------------------------------------------------------------------------ extractor
+
+
+@pytest.mark.slow
+def test_face_expert_probs_extractor(tmp_path: Path, analyzer, media):
+    """The training extractor gives what the analysis feeds a network: the expert's probabilities of the
+    image's face, or their mean over a video's frames sampled at 5 fps; a faceless file fails alone."""
+    from emofuse import extract as ext
+    from emofuse.corpora.manifest import Item
+    from emofuse.media import MediaOptions, decode_image, iter_frames, probe
+
+    names = ["single_face.jpg", "single_face.mp4", "no_face.jpg", "two_cities.wav"]
+    items = [Item(id=n, corpus="media", paths=(media / n,)) for n in names]
+    rep = ext.extract(items, "face-expert-probs", tmp_path, progress=False)
+    assert (rep.n_done, rep.n_failed) == (2, 2)
+    fails = dict(rep.failures)
+    assert "no face found" in fails["no_face.jpg"] and "no image or video stream" in fails["two_cities.wav"]
+    ids, X = ext.load_features(items[:2], "face-expert-probs", tmp_path)
+    assert ids == names[:2] and X.shape == (2, 7)
+    np.testing.assert_allclose(X.sum(1), 1.0, atol=1e-5)
+    still = analyzer.analyze_image(decode_image(probe(media / "single_face.jpg")))  # the analysis's decoder
+    np.testing.assert_allclose(X[0], still.probs, atol=1e-5)
+    p = probe(media / "single_face.mp4")
+    frames = [img for _, img in iter_frames(p, MediaOptions(fps=5.0))]
+    video = analyzer.summarize(analyzer.analyze_frames(frames))
+    np.testing.assert_allclose(X[1], [video.probs[e] for e in EMOTIONS], atol=1e-5)

@@ -376,8 +376,28 @@ def test_default_losses():
     out = model(batch(5))
     target = targets(5)
     loss, parts = model.loss(out, target)
-    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(out["logits"], target["label"]))
-    assert set(parts) == {"ce"}
+    # late fusion trains each unimodal expert on its own: the mean of the experts' cross-entropies
+    ce = [torch.nn.functional.cross_entropy(out[f"logits.{m}"], target["label"]) for m in MODS]
+    torch.testing.assert_close(loss, sum(ce) / len(ce))
+    assert set(parts) == {f"ce.{m}" for m in MODS}
+    # and fuses them as a product of experts: the mean of their log-probabilities
+    logp = torch.stack([torch.log_softmax(out[f"logits.{m}"], -1) for m in MODS]).mean(0)
+    torch.testing.assert_close(out["logits"], logp)
+
+
+def test_late_experts_do_not_learn_from_each_other():
+    """A gradient step on the late loss moves each expert only by its own modality's error."""
+    model = make("late", regression=False).eval()  # eval: no dropout masks to line up
+    x, target = batch(6), targets(6)
+    loss, _ = model.loss(model(x), target)
+    loss.backward()
+    g = model.cls["voice"].weight.grad.clone()
+    model.zero_grad()
+    solo = make("late", regression=False).eval()
+    solo.load_state_dict(model.state_dict())
+    out = solo({"voice": x["voice"]})
+    (torch.nn.functional.cross_entropy(out["logits.voice"], target["label"]) / len(MODS)).backward()
+    torch.testing.assert_close(g, solo.cls["voice"].weight.grad)
 
 
 def test_talking_heads_contrastive_term():
@@ -442,6 +462,23 @@ def test_self_mm_memory_moves_labels():
     assert a[1] < 0.0 < a[0] < 1.0  # the negative-looking sample is pulled across to negative
     assert (a[2:] < 0).all()  # negative samples stay negative
     torch.testing.assert_close(mem.label["fusion"], y)
+
+
+def test_self_mm_fixed_label_bound():
+    from emofuse.models.self_mm import SelfMMLabels
+
+    y, idx = torch.tensor([0.5, -0.5]), torch.arange(2)
+    feats, present = {"fusion": torch.randn(2, 2), "a": torch.randn(2, 2)}, {"a": torch.ones(2, dtype=torch.bool)}
+    seen, fixed = SelfMMLabels(2, ("a",), 2), SelfMMLabels(2, ("a",), 2, bound=3.0)
+    for mem in (seen, fixed):
+        mem.step(idx, y, feats, present, epoch=1)
+    assert seen.bound == 0.5 and fixed.bound == 3.0  # H from the data seen, or the paper's fixed H
+    assert make("self_mm", label_bound=1.0).labels is None
+    model = make("self_mm", label_bound=1.0)
+    model.begin_training(3)
+    assert model.labels.bound == 1.0
+    with pytest.raises(ValueError, match="label_bound"):
+        make("self_mm", label_bound=0.0)
 
 
 def test_self_mm_training_uses_generated_labels():

@@ -290,3 +290,7 @@ def test_benchmark_core_on_synthetic_data() -> None:
     assert all(r["params"] > 0 and r["latency_ms"] > 0 and 0 <= r["UA"] <= 1 for r in rows)
     table = b.markdown(rows)
     assert "| gated | a+b |" in table and "### random" in table
+    check = b.target_check(res, rows)  # choices on validation UA; paired differences over the same runs
+    assert "### Target check (kfold" in check
+    line = next(x for x in check.splitlines() if x.startswith("| a+b | gated |"))
+    assert line.split("|")[9].strip().endswith("/2")  # wins out of the 2 (fold, seed) pairs

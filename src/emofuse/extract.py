@@ -13,7 +13,9 @@ Extractors are registered by name in :data:`EXTRACTORS`: ``voice-whisper-base``,
 (Whisper-encoder mean+std of the item's first path, :func:`emofuse.features.voice.embed_clips`, clips of one
 speaker packed into shared 30 s windows as training does) and ``text-minilm-l6``, ``text-e5-small``
 (``item.text``), and one sequence extractor, ``voice-whisper-base-seq`` (the same Whisper-base encoder states,
-of the same speech span, averaged into 0.5 s chunks: ``[T, 512]`` per item; read with :func:`load_sequences`).
+of the same speech span, averaged into 0.5 s chunks: ``[T, 512]`` per item; read with :func:`load_sequences`),
+and ``face-expert-probs`` (the face expert's 7 probabilities of an image, or averaged over a video's frames
+sampled at 5 fps: what the analysis feeds a network).
 Each has a frozen config dataclass; its short hash (config + embedding VERSION + model
 sha256) names the cache folder, so a changed model or embedding never reads stale features.
 
@@ -75,12 +77,23 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
+class FaceConfig:
+    """``face-expert-probs``: the face expert's 7 canonical probabilities, exactly what the analysis feeds a
+    network: a still image's largest face (or the whole image when it looks like a tight face crop); a
+    video's frames sampled at ``fps``, averaged over the frames with a face."""
+
+    fps: float = 5.0  # as the analysis (AnalyzerOptions.fps)
+    frame_max_side: int = 640  # as MediaOptions
+    component: str = "fer-mini-xception"  # store component whose sha256 keys the cache
+
+
+@dataclass(frozen=True)
 class Extractor:
     """A registered extractor: ``load(config, threads)`` returns a model; ``compute(model, config, items)``
     returns, per item, an embedding [d] or an Exception (the item's failure)."""
 
     name: str
-    modality: str  # "voice" or "text"
+    modality: str  # "voice", "text" or "face"
     config: Any
     load: Callable[[Any, int | None], Any] = field(repr=False)
     compute: Callable[[Any, Any, Sequence[Item]], list[Any]] = field(repr=False)
@@ -90,6 +103,8 @@ class Extractor:
             from .features import voice as vf
 
             return f"voice-v{vf.VERSION}"
+        if self.modality == "face":
+            return "face-v1"
         from .features import text as tf
 
         return f"text-minilm-graph-{tf.MINILM_GRAPH_VERSION}" if self.config.encoder == "minilm-l6" else "text-v1"
@@ -190,6 +205,53 @@ def _compute_voice_seq(model: Any, cfg: VoiceSeqConfig, items: Sequence[Item]) -
     return _embed_audio_items(items, lambda clips: embed_clip_sequences(model, clips, cfg))
 
 
+# ------------------------------------------------------------------------------------------------ face
+
+def _load_face(cfg: FaceConfig, threads: int | None) -> Any:
+    from .features.face import FaceAnalyzer, FaceOptions
+
+    return FaceAnalyzer(FaceOptions(threads=threads or FaceOptions().threads))
+
+
+def face_probs(analyzer: Any, path: Path, cfg: FaceConfig, batch: int = 32) -> np.ndarray:
+    """The face expert's mean canonical probabilities [7] for one image or video file."""
+    from . import media
+    from .taxonomy import EMOTIONS
+
+    opts = media.MediaOptions(fps=cfg.fps, frame_max_side=cfg.frame_max_side)
+    p = media.probe(path, opts)
+    if p.kind == "image":
+        obs = [analyzer.analyze_image(media.decode_image(p))]
+    elif p.has_video:
+        obs, frames = [], []
+        for _, img in media.iter_frames(p, opts):
+            frames.append(img)
+            if len(frames) == batch:
+                obs += analyzer.analyze_frames(frames)
+                frames = []
+        if frames:
+            obs += analyzer.analyze_frames(frames)
+    else:
+        raise InputError(f"{path}: no image or video stream; face-expert-probs needs a face image or a video")
+    out = analyzer.summarize(obs)
+    if out is None:
+        raise InputError(f"{path}: no face found in {len(obs)} sampled frame(s); the item needs a visible, roughly "
+                         "frontal face (or a tight face crop)")
+    return np.array([out.probs[e] for e in EMOTIONS], dtype=np.float32)
+
+
+def _compute_face(model: Any, cfg: FaceConfig, items: Sequence[Item]) -> list[Any]:
+    out: list[Any] = []
+    for it in items:
+        try:
+            if not it.paths:
+                raise InputError(f"item {it.id!r} has no media path")
+            out.append(face_probs(model, it.paths[0], cfg))
+        except Exception as e:  # noqa: BLE001 - recorded per item
+            out.append(e)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ text
 
 def _load_text(cfg: TextConfig, threads: int | None) -> Any:
@@ -240,6 +302,7 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in (
     _text("text-minilm-l6", "minilm-l6", "minilm-l6"),
     _text("text-e5-small", "e5-small", "e5-small-q4", "passage"),
     Extractor("voice-whisper-base-seq", "voice", VoiceSeqConfig("whisper-base"), _load_voice, _compute_voice_seq),
+    Extractor("face-expert-probs", "face", FaceConfig(), _load_face, _compute_face),
 )}
 
 

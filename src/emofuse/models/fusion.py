@@ -20,7 +20,8 @@ length-1 sequence.
 
 Models:
 
-- ``late``: per-modality linear experts, outputs averaged over present modalities (the baseline).
+- ``late``: per-modality linear experts, each trained on its own; log-probabilities averaged over
+  present modalities (the baseline).
 - ``concat``: projections, learned "missing" embeddings, concatenation, MLP.
 - ``pairwise``: an MLP per modality pair, averaged over present pairs.
 - ``gated``: cross-modal gated fusion per modality pair (multi-corpus paper).
@@ -86,6 +87,9 @@ class FusionConfig:
     heads: int = 4
     # Transformer blocks per stream in the sequence models
     layers: int = 1
+    # Self-MM's H: generated unimodal labels are clamped to [-H, H] (MOSI 3, CH-SIMS 1);
+    # None = the largest |valence| among the training targets seen so far
+    label_bound: float | None = None
 
     def __post_init__(self) -> None:
         items = tuple(self.dims.items()) if isinstance(self.dims, Mapping) else tuple(self.dims)
@@ -117,6 +121,8 @@ class FusionConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.label_bound is not None and not (math.isfinite(self.label_bound) and self.label_bound > 0):
+            raise ValueError(f"label_bound must be None or a finite number > 0, got {self.label_bound!r}")
         if self.heads < 1 or self.layers < 1:
             raise ValueError(f"heads ({self.heads}) and layers ({self.layers}) must be >= 1")
         object.__setattr__(self, "dims", pairs)
@@ -354,8 +360,11 @@ def _masked_mean(terms: list[tuple[Tensor, Tensor]], like: Tensor) -> tuple[Tens
 
 @register("late")
 class LateFusion(FusionModel):
-    """Late fusion of unimodal experts: per-modality linear classifiers (and valence heads) on the
-    (mean-pooled) inputs, outputs averaged over present modalities; the baseline."""
+    """Late fusion of unimodal experts, the baseline: one linear classifier (and valence head) per
+    modality on its (mean-pooled) input. Each expert is trained on its own (the loss is the mean of
+    the experts' losses), and at inference their log-probabilities are averaged over the present
+    modalities (a product of experts). Why not average jointly trained logits: that is a single
+    linear model on the concatenation, i.e. linear early fusion, not fusion of unimodal experts."""
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__(config)
@@ -369,18 +378,41 @@ class LateFusion(FusionModel):
         p = self._prepare(inputs, mask)
         batch, ref, present, vec = p.batch, p.ref, p.present, p.vectors()
         n_out = self.config.n_classes + (1 if self.val is not None else 0)
+        out: dict[str, Tensor] = {}
         terms = []
         for m, flag in present.items():
             x = self.drop(vec[m])
-            y = self.cls[m](x)
+            logits = self.cls[m](x)
+            y = torch.log_softmax(logits, dim=-1)
+            out[f"logits.{m}"], out[f"present.{m}"] = logits, flag
             if self.val is not None:
-                y = torch.cat([y, self.val[m](x)], dim=1)
+                out[f"valence.{m}"] = self.val[m](x).squeeze(-1)
+                y = torch.cat([y, out[f"valence.{m}"][:, None]], dim=1)
             terms.append((y, flag))
         mean, _ = _masked_mean(terms, ref.new_zeros(batch, n_out))
-        out = {"logits": mean[:, : self.config.n_classes]}
+        out["logits"] = mean[:, : self.config.n_classes]
         if self.val is not None:
             out["valence"] = mean[:, -1]
         return out
+
+    def loss(self, out: dict[str, Tensor], target: dict[str, Tensor],
+             index: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Mean over the experts of each one's own loss (class loss, plus ``regression_weight`` * MSE)
+        on the samples where its modality is present."""
+        label, valence = self._targets(out, target)
+        total, parts = out["logits"].sum() * 0.0, {}
+        mods = [m for m in self.modalities if f"present.{m}" in out]
+        for m in mods:
+            flag = out[f"present.{m}"]
+            if label is not None:
+                lm = self._class_loss(out[f"logits.{m}"], label.masked_fill(~flag, IGNORE_INDEX))
+                total = total + lm
+                parts[f"{self.loss_name}.{m}"] = float(lm.detach())
+            if self.config.regression and valence is not None:
+                reg = masked_mse(out[f"valence.{m}"], torch.where(flag, valence, torch.nan))
+                total = total + self.config.regression_weight * reg
+                parts[f"mse.{m}"] = float(reg.detach())
+        return total / max(len(mods), 1), parts
 
 
 @register("concat")

@@ -54,14 +54,16 @@ class SelfMMLabels:
     valence target take part; a unimodal feature is stored only where its modality was present.
     """
 
-    def __init__(self, n_train: int, modalities: tuple[str, ...], dim: int) -> None:
+    def __init__(self, n_train: int, modalities: tuple[str, ...], dim: int, bound: float | None = None) -> None:
         self.keys = ("fusion", *modalities)
         self.feat = {k: torch.zeros(n_train, dim) for k in self.keys}
         self.has = {k: torch.zeros(n_train, dtype=torch.bool) for k in self.keys}
         # "fusion" holds the multimodal label y_M; NaN = not seen yet
         self.label = {k: torch.full((n_train,), float("nan")) for k in self.keys}
         self.centres: dict[str, tuple[Tensor, Tensor] | None] = {k: None for k in self.keys}
-        self.bound = 0.0  # the paper's H (label range), taken from the multimodal labels seen
+        # the paper's H (label range): fixed when given, else taken from the multimodal labels seen
+        self.fixed_bound = bound is not None
+        self.bound = float(bound) if bound is not None else 0.0
 
     def _update_centres(self) -> None:
         for k in self.keys:
@@ -82,7 +84,8 @@ class SelfMMLabels:
         for k in self.keys:  # a sample's labels all start at its multimodal label
             self.label[k][idx[fresh]] = y[fresh]
         self.label["fusion"][idx] = y
-        self.bound = max(self.bound, float(y.abs().max()))
+        if not self.fixed_bound:
+            self.bound = max(self.bound, float(y.abs().max()))
         f_f = feats["fusion"][ok].detach().float().cpu()
         fc = self.centres["fusion"]
         for m, f in feats.items():
@@ -162,7 +165,7 @@ class SelfMM(FusionModel):
         """Allocate the per-sample feature / label memory for ``n_train`` training rows."""
         if n_train < 1:
             raise ValueError(f"n_train must be >= 1, got {n_train}")
-        self.labels = SelfMMLabels(n_train, self.modalities, self.config.hidden)
+        self.labels = SelfMMLabels(n_train, self.modalities, self.config.hidden, self.config.label_bound)
         self.epoch = 1
 
     def end_epoch(self, epoch: int) -> None:
