@@ -32,7 +32,7 @@ def tiny() -> WhisperASR:
 def test_tiny_en_transcribes_and_embeddings_come_from_the_asr_encoder_pass(tiny: WhisperASR, media: Path) -> None:
     from faster_whisper.audio import pad_or_trim
 
-    from emofuse.features.voice import pool_frames
+    from emofuse.features.voice import chunk_frames, pool_frames
 
     audio, _ = decode_audio(probe(media / "two_cities.wav"))
     audio = audio[: 16000 * 12]  # one 30 s window, no VAD gaps to undo: times map 1:1
@@ -45,6 +45,9 @@ def test_tiny_en_transcribes_and_embeddings_come_from_the_asr_encoder_pass(tiny:
     enc = np.asarray(asr.model.encode(pad_or_trim(feats[:, : feats.shape[-1] - 1])))[0]  # as transcribe() slices
     for u in utts:
         np.testing.assert_allclose(u.embedding, pool_frames(enc, u.start, u.end), rtol=1e-4, atol=1e-4)
+        # and the sequence input of fusion networks (voice-<model>-seq) chunks the same frames
+        assert u.frames is not None and u.frames.shape[1] == 384 and u.frames.shape[0] >= (u.end - u.start) / 0.5 - 1
+        np.testing.assert_allclose(u.frames, chunk_frames(enc, u.start, u.end), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

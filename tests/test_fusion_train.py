@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,6 +110,26 @@ def _checkpoint(tmp_path: Path, name: str = "gated", sources: dict[str, str] | N
     return path, res, p
 
 
+def _edit_meta(path: Path, edit: Any) -> None:
+    """Rewrite a checkpoint's metadata in place (``edit(meta)`` mutates it)."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    meta = tf.read_meta(path)
+    edit(meta)
+    with safe_open(str(path), framework="numpy") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(path), metadata={"emofuse": json.dumps(meta)})
+
+
+def _sequence_checkpoint(tmp_path: Path, source: str, dim: int, labels: list[str] = LABELS) -> tuple[Path, Any]:
+    """A transformer_gate checkpoint whose one modality is a sequence source."""
+    path, res, _ = _checkpoint(tmp_path, "transformer_gate", sources={"voice": source}, dims={"voice": dim},
+                               labels=labels)
+    _edit_meta(path, lambda m: m["features"]["voice"].update(kind="sequence"))
+    return path, res
+
+
 @pytest.mark.parametrize("name", sorted(FUSION_MODELS))
 def test_checkpoint_round_trip(tmp_path: Path, name: str) -> None:
     path, res, p = _checkpoint(tmp_path, name)
@@ -174,22 +195,34 @@ def test_network_fusion_maps_labels_and_masks_what_analysis_lacks(tmp_path: Path
     assert any("without modality dropout" in n for n in fuse.notes)  # it was trained with au always present
 
 
+def test_network_fusion_feeds_sequences(tmp_path: Path) -> None:
+    """A checkpoint with a sequence source gets the segment's [T, d] chunks, standardised per step."""
+    import torch
+
+    from emofuse.fusion import NetworkFusion, supplied_sources
+
+    assert "voice-whisper-base-seq" in supplied_sources(("voice",), "whisper-base")
+    assert "voice-whisper-tiny.en-seq" not in supplied_sources(("voice",), "whisper-tiny.en")  # no such extractor
+    path, res = _sequence_checkpoint(tmp_path, "voice-whisper-base-seq", 8, labels=["calm", "disgust", "surprised"])
+    fuse = NetworkFusion(path, supplied={"voice-whisper-base-seq"})
+    assert set(fuse.usable) == {"voice"} and not fuse.notes
+    seq = np.random.default_rng(0).normal(5.0, 1.0, size=(5, 8)).astype(np.float32)
+    f = fuse({}, features={"voice-whisper-base-seq": seq})
+    assert f is not None and f.method == "transformer_gate"
+    spec = fuse.usable["voice"]
+    with torch.no_grad():
+        q = torch.softmax(res.model({"voice": torch.from_numpy(spec.normalise(seq)[None])})["logits"], -1)[0]
+    np.testing.assert_allclose([f.probs[c] for c in ("neutral", "disgusted", "surprised")], q.numpy(), atol=1e-5)
+
+
 def test_network_fusion_refuses_features_from_another_extractor_version(tmp_path: Path) -> None:
     from emofuse.extract import EXTRACTORS
     from emofuse.fusion import NetworkFusion
 
     path, res, p = _checkpoint(tmp_path, "late", sources={"voice": "voice-whisper-base"}, dims={"voice": 8})
-    meta = tf.read_meta(path)
-    meta["features"]["voice"]["identity"] = EXTRACTORS["voice-whisper-base"].config_hash()
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
-
-    with safe_open(str(path), framework="numpy") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    save_file(tensors, str(path), metadata={"emofuse": json.dumps(meta)})
+    _edit_meta(path, lambda m: m["features"]["voice"].update(identity=EXTRACTORS["voice-whisper-base"].config_hash()))
     assert NetworkFusion(path, supplied={"voice-whisper-base"}).usable  # same features: accepted
-    meta["features"]["voice"]["identity"] = "0123456789"
-    save_file(tensors, str(path), metadata={"emofuse": json.dumps(meta)})
+    _edit_meta(path, lambda m: m["features"]["voice"].update(identity="0123456789"))
     with pytest.raises(EmofuseError, match="retrain"):
         NetworkFusion(path, supplied={"voice-whisper-base"})
 
@@ -224,6 +257,11 @@ def test_analyze_with_a_trained_network(tmp_path: Path, media: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "emofuse.cli", "analyze", "--text", "hi", "--modalities", "text",
                           "--fusion", "concat", "--checkpoint", str(path)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "does not match" in bad.stderr
+    # a network over Whisper-base chunk sequences gets the utterances' own chunks
+    seq, _ = _sequence_checkpoint(tmp_path, "voice-whisper-base-seq", 512)
+    r = Analyzer(AnalyzerOptions(modalities=("voice",), fusion="transformer_gate", checkpoint=str(seq))).analyze(
+        media / "beckett.wav")
+    assert r.segments and all(s.fused is not None and s.fused.method == "transformer_gate" for s in r.segments)
 
 
 # ------------------------------------------------------------------------------------------- CLI config and benchmark

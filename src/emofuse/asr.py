@@ -82,6 +82,9 @@ class Utterance:
     avg_logprob: float
     no_speech_prob: float
     embedding: np.ndarray | None  # mean+std of the encoder frames under the segment
+    # the same frames averaged in 0.5 s chunks, [T, d]: a fusion network's sequence input
+    # (extractor voice-<model>-seq); None when there is no encoder output
+    frames: np.ndarray | None = None
 
 
 _CAPTURING_CLASS: type | None = None
@@ -125,7 +128,7 @@ class WhisperASR:
     def transcribe(self, audio: np.ndarray, on_progress: Callable[[float], None] | None = None) -> list[Utterance]:
         """Utterances of ``audio`` (empty when there is no speech)."""
         from faster_whisper.vad import SpeechTimestampsMap
-        from .features.voice import pool_frames
+        from .features.voice import chunk_frames, pool_frames
 
         chunks = self.speech_chunks(audio)
         if not chunks:
@@ -158,6 +161,7 @@ class WhisperASR:
                 enc = np.asarray(enc_src)[0]
             w0 = s.seek * tpf
             emb = pool_frames(enc, s.start - w0, s.end - w0) if enc is not None else None
+            seq = chunk_frames(enc, s.start - w0, s.end - w0) if enc is not None else None
             start = ts_map.get_original_time(s.start)
             end = max(start, ts_map.get_original_time(s.end, is_end=True))
             text = s.text.strip()
@@ -166,7 +170,7 @@ class WhisperASR:
             if not text:
                 continue
             out.append(Utterance(round(start, 3), round(end, 3), text, language, float(lang_p),
-                                 float(s.avg_logprob), float(s.no_speech_prob), emb))
+                                 float(s.avg_logprob), float(s.no_speech_prob), emb, seq))
             if on_progress is not None:
                 on_progress(s.end / max(len(speech) / SAMPLE_RATE, 1e-6))
         return out

@@ -88,6 +88,8 @@ def fusion_names() -> list[str]:
 PIPELINE_SOURCES: dict[str, str] = {
     "voice-whisper-base": "pooled Whisper-base encoder states of the utterance (ASR model whisper-base)",
     "voice-whisper-tiny.en": "pooled Whisper-tiny.en encoder states of the utterance (ASR model whisper-tiny.en)",
+    "voice-whisper-base-seq": "Whisper-base encoder states of the utterance in 0.5 s chunks, [T, 512] (ASR model "
+                              "whisper-base)",
     "text-minilm-l6": "MiniLM-L6 sentence embedding of the transcript (English lines)",
     "text-e5-small": "multilingual E5-small embedding of the transcript (non-English lines)",
     "face-expert-probs": "the face expert's 7 class probabilities (canonical order)",
@@ -98,8 +100,8 @@ _SOURCE_MODALITY = {"voice": "voice", "text": "text", "face": "face"}
 def supplied_sources(modalities: tuple[str, ...], asr_model: str) -> set[str]:
     """The PIPELINE_SOURCES an analyzer with these options can fill."""
     out = set()
-    if "voice" in modalities and f"voice-{asr_model}" in PIPELINE_SOURCES:
-        out.add(f"voice-{asr_model}")
+    if "voice" in modalities:
+        out |= {src for src in (f"voice-{asr_model}", f"voice-{asr_model}-seq") if src in PIPELINE_SOURCES}
     if "text" in modalities:
         out |= {"text-minilm-l6", "text-e5-small"}
     if "face" in modalities:
@@ -119,6 +121,12 @@ def canonical_label(name: str) -> str | None:
     from .corpora.ravdess import LABEL_MAP  # RAVDESS's own names: calm -> neutral, disgust -> disgusted
 
     return LABEL_MAP.get(name)
+
+
+def _as_input(x: np.ndarray, kind: str, dim: int) -> np.ndarray:
+    """One segment's feature as a batch of 1: ``[1, d]`` (vector) or ``[1, T, d]`` (sequence)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x.reshape(1, -1, dim) if kind == "sequence" else x.reshape(1, -1)
 
 
 class NetworkFusion:
@@ -150,7 +158,7 @@ class NetworkFusion:
                 raise EmofuseError(f"checkpoint {checkpoint}: modality {m!r} was trained on {s.source} features "
                                    f"with config hash {s.identity}, but this emofuse computes "
                                    f"{EXTRACTORS[s.source].config_hash()}; retrain the network on current features")
-        self.usable = {m: s for m, s in self.specs.items() if s.kind == "vector" and s.source in supplied}
+        self.usable = {m: s for m, s in self.specs.items() if s.source in supplied}
         lost = {m: s for m, s in self.specs.items() if m not in self.usable}
         if not self.usable:
             need = "; ".join(f"{m}: {s.source} ({s.kind}, dim {s.dim})" for m, s in self.specs.items())
@@ -160,8 +168,7 @@ class NetworkFusion:
                 "checkpoint trained on emofuse's own features (e.g. voice-whisper-base), or other --modalities")
         notes = []
         for m, s in lost.items():
-            why = ("sequence inputs are not computed by the analysis" if s.kind != "vector" else
-                   "the analysis cannot compute it" + (" (no offline OpenFace)" if s.source.endswith(":au") else "")
+            why = ("the analysis cannot compute it" + (" (no offline OpenFace)" if s.source.endswith(":au") else "")
                    if s.source not in PIPELINE_SOURCES else "its modality or ASR model is not in use")
             notes.append(f"fusion network {self.name}: modality {m!r} ({s.source}) is masked: {why}")
         if lost and not float(self.meta.get("config", {}).get("modality_dropout", 0.0)):
@@ -177,7 +184,7 @@ class NetworkFusion:
                  features: Mapping[str, np.ndarray] | None = None) -> Fused | None:
         feats = features or {}
         torch = self._torch
-        inputs = {m: torch.from_numpy(s.normalise(np.asarray(feats[s.source]).reshape(1, -1)))
+        inputs = {m: torch.from_numpy(s.normalise(_as_input(feats[s.source], s.kind, s.dim)))
                   for m, s in self.usable.items() if s.source in feats and feats[s.source] is not None}
         if not inputs:
             f = late_fusion()(outputs)

@@ -293,6 +293,8 @@ class Analyzer:
             for f, u in zip(feats, utts):
                 if u.embedding is not None:
                     f[f"voice-{self.options.asr_model}"] = u.embedding
+                if u.frames is not None:
+                    f[f"voice-{self.options.asr_model}-seq"] = u.frames
         timings["text"] = time.perf_counter() - t
 
         segs = []
