@@ -361,8 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = aggregate(results)
     header = (f"## Fusion benchmark: RAVDESS audio-visual, {len(labels)} classes (calm kept apart)\n\n"
               f"Seeds {seeds}, folds {folds or 'all 6'}, {options.epochs} epochs max (patience {options.patience}, "
-              f"selection on validation UA), hidden {a.hidden}, dropout {a.dropout}, AdamW lr {a.lr}, batch "
-              f"{a.batch_size}. Published reference: {PUBLISHED}. Wall time {time.perf_counter() - t0:.0f} s "
+              f"selection on validation UA), hidden {a.hidden}, dropout {a.dropout}, modality dropout "
+              f"{a.modality_dropout}, AdamW lr {a.lr} weight decay {a.weight_decay}, batch {a.batch_size}. Published reference: {PUBLISHED}. Wall time {time.perf_counter() - t0:.0f} s "
               f"on {a.workers} worker(s).")
     table = markdown(rows, header) + target_check(results, rows)
     print(table)

@@ -53,15 +53,22 @@ def emobox_folds(folds_dir: str | Path) -> dict[int, tuple[set[str], set[str]]]:
     return dict(sorted(out.items()))
 
 
-def assign_folds(items: list[Item], folds: dict[int, tuple[set[str], set[str]]], problems: Problems) -> list[Item]:
-    """Set each item's ``fold`` to the fold whose *test* list holds it. Fold entries without a local file,
-    local items in no test list, and items tested in several folds are reported in ``problems``."""
+def test_fold_of(folds: dict[int, tuple[set[str], set[str]]], problems: Problems, what: str = "") -> dict[str, int]:
+    """id -> the fold whose *test* list holds it; an id tested in several folds keeps the first and is
+    reported (``what`` prefixes the message, e.g. "speech clip ")."""
     test_of: dict[str, int] = {}
     for k, (_, test) in folds.items():
         for i in test:
             if i in test_of:
-                problems.add("listed as test item in several EmoBox folds (fold left None)", i)
+                problems.add(f"{what}listed as test item in several EmoBox folds (first fold kept)", i)
             test_of.setdefault(i, k)
+    return test_of
+
+
+def assign_folds(items: list[Item], folds: dict[int, tuple[set[str], set[str]]], problems: Problems) -> list[Item]:
+    """Set each item's ``fold`` to the fold whose *test* list holds it. Fold entries without a local file,
+    local items in no test list, and items tested in several folds are reported in ``problems``."""
+    test_of = test_fold_of(folds, problems)
     have = {it.id for it in items}
     listed = set().union(*(tr | te for tr, te in folds.values())) if folds else set()
     for i in sorted(listed - have):

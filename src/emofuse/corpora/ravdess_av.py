@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .emobox import emobox_folds
+from .emobox import emobox_folds, test_fold_of
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 from .ravdess import CODES, INTENSITY, LABEL_MAP, STATEMENTS
 
@@ -140,12 +140,7 @@ def load(root: str | Path, folds_dir: str | Path | None = None) -> Manifest:
 def _assign_speech_folds(items: list[Item], folds: dict[int, tuple[set[str], set[str]]],
                          probs: Problems) -> list[Item]:
     """``fold`` = the fold whose test list holds the item's speech clip (``extra["speech_id"]``)."""
-    test_of: dict[str, int] = {}
-    for k, (_, test) in folds.items():
-        for i in test:
-            if i in test_of:
-                probs.add("speech clip listed as test item in several EmoBox folds (fold left None)", i)
-            test_of.setdefault(i, k)
+    test_of = test_fold_of(folds, probs, "speech clip ")
     out = []
     for it in items:
         k = test_of.get(it.extra["speech_id"])
