@@ -1,4 +1,4 @@
-"""Fusion networks compared under one protocol (issue 4): every registered model x every modality subset.
+"""Fusion networks compared under one protocol: every registered network x every modality subset.
 
     python benchmarks/fusion.py --data ../shared/data --out runs/bench-fusion            # full run
     python benchmarks/fusion.py --quick --out runs/bench-fusion-quick                    # smoke test
@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-from emofuse.training.fusion import Part, TrainOptions  # noqa: E402  (torch-free import)
+from emofuse.training.networks import Part, TrainOptions  # noqa: E402  (torch-free import)
 
 SOURCES = {"au": "ravdess_av:au", "mfcc": "ravdess_av:mfcc", "voice": "voice-whisper-base",
            "voice_seq": "voice-whisper-base-seq"}
@@ -78,7 +78,7 @@ def accepts_sequences(model: str) -> bool:
     """Whether ``model`` takes [B, T, d] inputs (probed on a tiny batch: the registry does not say)."""
     import torch
 
-    from emofuse.models.fusion import FusionConfig, build
+    from emofuse.networks import FusionConfig, build
 
     try:
         net = build(model, FusionConfig(dims={"s": 4, "v": 3}, n_classes=2, regression=False)).eval()
@@ -93,7 +93,7 @@ def _latency_ms(model: Any, part: Part, n: int = 30) -> float:
     """Median wall time of one forward pass at batch 1, 1 thread, over up to ``n`` samples."""
     import torch
 
-    from emofuse.training.fusion import _tensors
+    from emofuse.training.networks import _tensors
 
     torch.set_num_threads(1)
     model.eval()
@@ -109,8 +109,8 @@ def _latency_ms(model: Any, part: Part, n: int = 30) -> float:
 
 def run_job(job: Job) -> dict[str, Any]:
     """Train one (model, subset, split, seed) and score its test part; runs inside a worker."""
-    from emofuse.models.fusion import FusionConfig
-    from emofuse.training.fusion import apply_norm, run_split
+    from emofuse.networks import FusionConfig
+    from emofuse.training.networks import apply_norm, run_split
 
     part: Part = _W["part"].select(job.subset)
     labels: list[str] = _W["labels"]
@@ -198,8 +198,8 @@ def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def target_check(results: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], protocol: str = "kfold") -> str:
-    """The issue's speaker-independent target, with every choice made on VALIDATION UA: per modality
-    subset, the network with the best mean validation UA against ``late`` on the same subset (and the
+    """The speaker-independent target (beat ``late`` by more than the fold std), every choice made on
+    VALIDATION UA: per modality subset, the network with the best mean validation UA against ``late`` on the same subset (and the
     best unimodal model): test UA difference, the fold std it must exceed, and the paired difference
     over the same (fold, seed) runs with the number of runs the network wins."""
     from emofuse.training.metrics import mean_std
@@ -260,19 +260,20 @@ def markdown(rows: Sequence[dict[str, Any]], header: str = "") -> str:
 # ------------------------------------------------------------------------------------------- data
 
 
-def load(data: Path, modalities: Sequence[str], cache: Path, workers: int) -> tuple[list[Any], Part, list[str], dict[str, str]]:
-    from emofuse.training.fusion import load_modalities
+def load(data: Path, modalities: Sequence[str], cache: Path | None, workers: int) -> tuple[list[Any], Part, list[str], dict[str, str]]:
+    from emofuse.training.data import labelled, modalities as load_modalities
 
-    items, inputs, masks, kinds, labels, y = load_modalities(
-        data, "ravdess_av", {m: SOURCES[m] for m in modalities}, cache=cache, label_set="original",
-        workers=workers, progress=True)
-    idx = {lab: i for i, lab in enumerate(labels)}
-    return items, Part(inputs, np.array([idx[c] for c in y], dtype=np.int64), None, masks), labels, kinds
+    d, inputs, masks, kinds = load_modalities(labelled(["ravdess_av"], data, "original"), "ravdess_av", data,
+                                              {m: SOURCES[m] for m in modalities}, cache=cache, workers=workers,
+                                              progress=True)
+    idx = {lab: i for i, lab in enumerate(d.labels)}
+    return d.items, Part(inputs, np.array([idx[c] for c in d.y], dtype=np.int64), None, masks), d.labels, kinds
 
 
 def make_splits(items: Sequence[Any], seeds: Sequence[int], folds: Sequence[int] | None,
                 protocols: Sequence[str]) -> dict[str, dict[int, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]]:
-    from emofuse.training.protocols import item_key, kfold, random_split
+    from emofuse.corpora import item_key
+    from emofuse.training.protocols import kfold, random_split
 
     row = {item_key(it): n for n, it in enumerate(items)}
 
@@ -295,12 +296,12 @@ def make_splits(items: Sequence[Any], seeds: Sequence[int], folds: Sequence[int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from emofuse.models.fusion import FUSION_MODELS
+    from emofuse.networks import NETWORKS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("EMOFUSE_DATA", ROOT.parent / "shared" / "data")))
-    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "features")
-    ap.add_argument("--models", default=",".join(FUSION_MODELS), help="comma-separated (default: all registered)")
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache (default: emofuse.store.feature_cache_dir())")
+    ap.add_argument("--models", default=",".join(NETWORKS), help="comma-separated (default: all registered)")
     ap.add_argument("--modalities", default="au,mfcc,voice", help="pool the subsets are drawn from")
     ap.add_argument("--subsets", default=None, help="e.g. 'au+mfcc,voice' (default: every non-empty subset)")
     ap.add_argument("--seq", action="store_true", help="add voice_seq (voice-whisper-base-seq) for sequence models")
@@ -323,9 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     models = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in FUSION_MODELS]
+    unknown = [m for m in models if m not in NETWORKS]
     if unknown:
-        ap.error(f"unknown models {unknown}; registered: {', '.join(FUSION_MODELS)}")
+        ap.error(f"unknown models {unknown}; registered: {', '.join(NETWORKS)}")
     mods = [m.strip() for m in a.modalities.split(",") if m.strip()] + (["voice_seq"] if a.seq else [])
     seeds = [int(s) for s in a.seeds.split(",")]
     folds = [int(f) for f in a.folds.split(",")] if a.folds else None

@@ -5,7 +5,7 @@ fresh process), and the ratio of the whole analysis to ASR alone (faster-whisper
 with the same weights and decoding settings: Silero VAD, greedy). Each side runs in its own fresh
 process, alternately, `--rounds` times; the minimum of each is reported (the machines are noisy).
 
-Targets (issue 2): whole <= 1.3 x ASR alone, RTF <= 0.15 with whisper-base, cold start <= 3 s,
+Targets: whole <= 1.3 x ASR alone, RTF <= 0.15 with whisper-base, cold start <= 3 s,
 peak RSS <= 1.5 GB.
 
     python benchmarks/pipeline.py [--asr-model whisper-base] [--rounds 2] [--clip PATH]

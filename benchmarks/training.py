@@ -5,9 +5,9 @@ clips for voice extractors, MELD dev sentences for text extractors) into an empt
 with 1 and then 2 worker processes; items/s (and the real-time factor for audio) are printed. Model
 loading is included, as a user running ``emofuse extract`` pays it.
 
-Training: the shipped configs run end to end through ``emofuse train`` from the warm feature cache of
-this checkout (run ``emofuse extract`` / ``emofuse train`` once first, or let this script fill it), and
-their wall time, split count and headline figure are printed.
+Training: the reference configs and the ship configs (which train the heads ``analyze`` uses) run end to
+end through ``emofuse train`` from the warm feature cache (``emofuse.store.feature_cache_dir()``; the first
+run fills it, untimed), and their wall time, split count and headline figure are printed.
 
     python benchmarks/training.py [--data ../shared/data] [--n-voice 96] [--n-text 1024] [--skip-train]
 
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("voice_ravdess_kfold.toml", "voice_loco.toml", "text_meld_holdout.toml")
+CONFIGS = ("voice_ravdess_kfold.toml", "voice_loco.toml", "text_meld_holdout.toml", "ship_voice_whisper_base.toml",
+           "ship_voice_whisper_tiny_en.toml", "ship_text_minilm_l6.toml", "ship_text_e5_small.toml")
 
 
 def sample(items: list, n: int, seed: int = 0) -> list:
@@ -38,7 +39,8 @@ def sample(items: list, n: int, seed: int = 0) -> list:
 
 def bench_extract(data: Path, n_voice: int, n_text: int, workers: tuple[int, ...]) -> list[dict]:
     from emofuse.corpora import prepare
-    from emofuse.extract import EXTRACTORS, extract
+    from emofuse.extract import extract
+    from emofuse.extractors import EXTRACTORS
 
     voice = sample([it for c in ("ravdess", "savee") for it in prepare(c, data)], n_voice)
     text = sample([it for it in prepare("meld", data) if it.split == "dev"], n_text)
@@ -59,14 +61,14 @@ def bench_extract(data: Path, n_voice: int, n_text: int, workers: tuple[int, ...
     return rows
 
 
-def bench_train(data: Path, out: Path) -> list[dict]:
+def bench_train(data: Path, out: Path, names: tuple[str, ...] = CONFIGS) -> list[dict]:
     from dataclasses import replace
 
     from emofuse.training.config import load_config
     from emofuse.training.run import run
 
     rows = []
-    for name in CONFIGS:
+    for name in names:
         cfg = load_config(ROOT / "configs" / name)
         cfg = replace(cfg, out=str(out / cfg.name), data=replace(cfg.data, root=str(data)))
         run(cfg, workers=2, progress=False)  # fills the cache if needed (not timed)
@@ -88,6 +90,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-extract", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help="config file names under configs/")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     if not a.data.is_dir():
@@ -100,7 +103,7 @@ def main() -> int:
     if not a.skip_train:
         print("training time per expert config (warm feature cache; linear heads, C chosen on validation):")
         with tempfile.TemporaryDirectory() as tmp:
-            res["train"] = bench_train(a.data, Path(tmp))
+            res["train"] = bench_train(a.data, Path(tmp), tuple(a.configs))
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
     return 0

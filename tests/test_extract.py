@@ -1,4 +1,5 @@
-"""emofuse.extract: cached, resumable extraction (text extractors on synthetic items; one slow voice test)."""
+"""emofuse.extract (cached, resumable extraction) with the extractors of emofuse.extractors: text extractors on
+synthetic items, one slow voice test, and the `emofuse extract` command."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from emofuse import extract as ext
+from emofuse import extractors as exs
 from emofuse.corpora.manifest import Item
 from emofuse.features import voice as vf
 from emofuse.errors import InputError
@@ -25,13 +27,13 @@ def items(texts=TEXTS, corpus: str = "synth") -> list[Item]:
 
 
 def test_registry_and_config_hash() -> None:
-    assert {"voice-whisper-base", "voice-whisper-tiny.en", "text-minilm-l6", "text-e5-small"} <= set(ext.EXTRACTORS)
-    hashes = {ext.EXTRACTORS[n].config_hash() for n in ext.EXTRACTORS}
-    assert len(hashes) == len(ext.EXTRACTORS)
-    e = ext.EXTRACTORS["voice-whisper-base"]
+    assert {"voice-whisper-base", "voice-whisper-tiny.en", "text-minilm-l6", "text-e5-small"} <= set(exs.EXTRACTORS)
+    hashes = {exs.EXTRACTORS[n].config_hash() for n in exs.EXTRACTORS}
+    assert len(hashes) == len(exs.EXTRACTORS)
+    e = exs.EXTRACTORS["voice-whisper-base"]
     assert e.identity()["model_sha256"] and "voice-v" in e.identity()["version"]
-    with pytest.raises(InputError, match="unknown extractor"):
-        ext.get_extractor("nope")
+    with pytest.raises(InputError, match="unknown extractor 'nope'; known: .*voice-whisper-base"):
+        exs.EXTRACTORS["nope"]
 
 
 @pytest.mark.parametrize("name,encoder", [("text-minilm-l6", "minilm-l6"), ("text-e5-small", "e5-small")])
@@ -46,14 +48,14 @@ def test_matches_encoder_and_second_run_is_cached(tmp_path: Path, name: str, enc
     np.testing.assert_allclose(X, ref, atol=1e-5)
     r2 = ext.extract(its, name, tmp_path, progress=False)
     assert (r2.n_cached, r2.n_done, r2.n_failed) == (8, 0, 0)
-    folder = ext.EXTRACTORS[name].folder(tmp_path)
+    folder = ext.cache_folder(exs.EXTRACTORS[name], tmp_path)
     assert folder.name.startswith(name + "-") and (folder / "config.json").exists()
     assert not list(folder.glob("*.tmp*"))
 
 
 def test_resume_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     its = items()
-    real = ext._compute_text
+    real = exs._compute_text
     calls = {"n": 0}
 
     def flaky(model, cfg, chunk):
@@ -63,9 +65,9 @@ def test_resume_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return real(model, cfg, chunk)
 
     # Extractor is frozen: swap the registry entry
-    monkeypatch.setitem(ext.EXTRACTORS, "text-minilm-l6",
-                        ext.Extractor("text-minilm-l6", "text", ext.EXTRACTORS["text-minilm-l6"].config,
-                                      ext._load_text, flaky))
+    monkeypatch.setitem(exs.EXTRACTORS, "text-minilm-l6",
+                        exs.Extractor("text-minilm-l6", "text", exs.EXTRACTORS["text-minilm-l6"].config,
+                                      exs._load_text, flaky))
     with pytest.raises(KeyboardInterrupt):
         ext.extract(its, "text-minilm-l6", tmp_path, progress=False, chunk_size=2)
     monkeypatch.undo()
@@ -114,9 +116,9 @@ def test_missing_audio_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(emofuse.media, "load_audio",
                         lambda p: real(p) if not Path(p).exists() else np.ones(16000, dtype=np.float32))
     monkeypatch.setattr(vf, "embed_clips", lambda model, clips, **kw: np.stack([np.full(4, len(c)) for c in clips]))
-    monkeypatch.setattr(ext, "_load_voice", lambda cfg, threads: object())
-    e = ext.EXTRACTORS["voice-whisper-tiny.en"]
-    monkeypatch.setitem(ext.EXTRACTORS, e.name, ext.Extractor(e.name, "voice", e.config, ext._load_voice, e.compute))
+    monkeypatch.setattr(exs, "_load_voice", lambda cfg, threads: object())
+    e = exs.EXTRACTORS["voice-whisper-tiny.en"]
+    monkeypatch.setitem(exs.EXTRACTORS, e.name, exs.Extractor(e.name, "voice", e.config, exs._load_voice, e.compute))
     its = [Item(id="ok1", corpus="c", paths=(wav,), speaker="s1"),
            Item(id="gone", corpus="c", paths=(tmp_path / "missing.wav",), speaker="s1"),
            Item(id="ok2", corpus="c", paths=(wav,), speaker="s2")]
@@ -135,11 +137,27 @@ def test_workers(tmp_path: Path) -> None:
     np.testing.assert_allclose(X, get_encoder("minilm-l6").encode(TEXTS), atol=1e-5)
 
 
-def test_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], data_root: Path) -> None:
-    rc = ext.main(["--corpus", "meld", "--data", str(data_root), "--extractor", "text-minilm-l6",
-                   "--cache", str(tmp_path), "--limit", "5", "--no-progress"])
-    out = capsys.readouterr().out
-    assert rc in (0, 1) and "text-minilm-l6: 5 items" in out
+def test_extract_command(tmp_path: Path, data_root: Path) -> None:
+    """`emofuse extract` on 5 MELD lines: exit 0 and every item computed; then all cached; a failing
+    item gives exit 1 with its reason; an unknown extractor exit 2 with the choices."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from emofuse.cli import app
+
+    args = ["extract", "--corpus", "meld", "--data", str(data_root), "--cache", str(tmp_path), "--limit", "5",
+            "--no-progress"]
+    r = CliRunner().invoke(app, args + ["--extractor", "text-minilm-l6", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert (rep["n_total"], rep["n_done"], rep["n_failed"], rep["n_cached"]) == (5, 5, 0, 0)
+    r = CliRunner().invoke(app, args + ["--extractor", "text-minilm-l6"])
+    assert r.exit_code == 0 and "5 items: 5 cached, 0 computed, 0 failed" in r.stdout
+    r = CliRunner().invoke(app, args + ["--extractor", "voice-whisper-tiny.en"])  # MELD has text, no audio
+    assert r.exit_code == 1 and "5 failed" in r.stdout and "no media path" in r.stdout
+    r = CliRunner().invoke(app, args + ["--extractor", "nope"])
+    assert r.exit_code == 2 and "unknown extractor 'nope'" in r.stderr and "text-minilm-l6" in r.stderr
 
 
 @pytest.mark.slow
@@ -188,11 +206,11 @@ def test_sequence_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for name in secs:
         (tmp_path / name).write_bytes(b"x")
     monkeypatch.setattr(emofuse.media, "load_audio", lambda p: np.ones(16000 * secs[Path(p).name], np.float32))
-    monkeypatch.setattr(ext, "embed_clip_sequences",  # T = seconds + 1, values = T
+    monkeypatch.setattr(exs, "embed_clip_sequences",  # T = seconds + 1, values = T
                         lambda model, clips, cfg: [np.full((len(c) // 16000 + 1, 4), len(c) // 16000 + 1, np.float32)
                                                    for c in clips])
-    e = ext.EXTRACTORS["voice-whisper-base-seq"]
-    monkeypatch.setitem(ext.EXTRACTORS, e.name, ext.Extractor(e.name, "voice", e.config, lambda c, t: object(),
+    e = exs.EXTRACTORS["voice-whisper-base-seq"]
+    monkeypatch.setitem(exs.EXTRACTORS, e.name, exs.Extractor(e.name, "voice", e.config, lambda c, t: object(),
                                                               e.compute))
     its = [Item(id=n[0], corpus="c", paths=(tmp_path / n,), speaker="s") for n in secs]  # one shard
     r = ext.extract(its, e.name, tmp_path / "cache", progress=False)
@@ -200,7 +218,7 @@ def test_sequence_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ids, X, n = ext.load_sequences(its, e.name, tmp_path / "cache")
     assert ids == ["a", "b"] and X.shape == (2, 4, 4) and n.tolist() == [2, 4]
     assert (X[0, :2] == 2).all() and (X[0, 2:] == 0).all() and (X[1] == 4).all()
-    assert ext.EXTRACTORS["voice-whisper-base"].config_hash() == "4bc2f40712"
+    assert exs.EXTRACTORS["voice-whisper-base"].config_hash() == "4bc2f40712"
 
 
 @pytest.mark.slow

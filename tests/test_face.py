@@ -238,32 +238,6 @@ def test_fer2013_accuracy(analyzer, data_root):
     assert min(acc_plain, acc_model, acc_path) >= 0.45
 
 
-@pytest.mark.slow
-def test_timing(analyzer, media):
-    """Print only: per-frame detection and per-face FER cost at the pipeline's 1280x720 target."""
-    import cv2
-
-    frames = [cv2.resize(f, (1280, 720)) for f in _frames(media / "WolfgangLanger_Pexels.mp4", 48, step=5)]
-    analyzer.analyze_frames(frames[:2])  # warm up
-    t = time.perf_counter()
-    dets = [analyzer._run(f, 0, analyzer.options.min_frame_confidence) for f in frames]
-    det_ms = (time.perf_counter() - t) / len(frames) * 1e3
-    crops = np.stack([analyzer._crop(f, d[0][0]) for f, d in zip(frames, dets) if d])
-    t = time.perf_counter()
-    analyzer.classify(crops)
-    batched_ms = (time.perf_counter() - t) / len(crops) * 1e3
-    t = time.perf_counter()
-    for c in crops[:16]:
-        analyzer.classify(c[None])
-    single_ms = (time.perf_counter() - t) / 16 * 1e3
-    t = time.perf_counter()
-    obs = analyzer.analyze_frames(frames)
-    total_ms = (time.perf_counter() - t) / len(frames) * 1e3
-    print(f"\n1280x720: detection {det_ms:.2f} ms/frame; FER {batched_ms:.2f} ms/face batched, {single_ms:.2f} "
-          f"single; analyze_frames {total_ms:.2f} ms/frame -> {0.3 * total_ms:.2f} s for 300 frames "
-          f"({sum(o is not None for o in obs)}/{len(obs)} with a face)")
-
-
 # ------------------------------------------------------------------------------------------------ extractor
 
 

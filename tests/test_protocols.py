@@ -7,10 +7,12 @@ from collections import Counter
 
 import pytest
 
-from emofuse.corpora.manifest import Item
+import numpy as np
+
+from emofuse.corpora.manifest import Item, item_key, speaker_key
+from emofuse.errors import InputError, UnknownNameError
 from emofuse.taxonomy import EMOTIONS
-from emofuse.training.protocols import (PROTOCOLS, Split, check_speaker_independent, item_key, make_splits,
-                                        speaker_key)
+from emofuse.training.protocols import PROTOCOLS, Split, carve_val, check_speaker_independent, inner_folds, make_splits
 
 SPEAKERS = ("s1", "s2", "s3", "s4", "s5", "s6")
 CORPORA = ("ca", "cb")
@@ -241,3 +243,58 @@ def test_unknown_protocol_and_select():
     tr, va, te = s.select(items)
     assert [item_key(it) for it in te] == list(s.test)
     assert len(tr) + len(va) + len(te) == len(items)
+
+
+# ------------------------------------------------------------------------------------------ grouping
+
+
+def test_val_group_holds_out_whole_groups_alike_in_corpus_variants():
+    """val_group = an extra field: whole groups go to validation, and two corpora sharing the group values
+    (translations of one corpus) hold out the same groups; items without the field are stratified."""
+    items = [Item(id=f"v{g}_{k}", corpus=c, label=EMOTIONS[k % 7], extra={"video": f"v{g}"})
+             for c in ("mosi-en", "mosi-zh") for g in range(40) for k in range(3)]
+    items += [Item(id=f"x{k}", corpus="emobank", label=EMOTIONS[k % 7]) for k in range(70)]
+    train, val = carve_val(items, np.random.default_rng([0, 98]), 0.2, 0.25, "video")
+    held = {c: {it.extra["video"] for it in val if it.corpus == c} for c in ("mosi-en", "mosi-zh")}
+    assert held["mosi-en"] == held["mosi-zh"] and 3 <= len(held["mosi-en"]) <= 20
+    for it in train:  # no group on both sides
+        assert it.corpus == "emobank" or it.extra["video"] not in held[it.corpus]
+    assert 0 < sum(it.corpus == "emobank" for it in val) < 70  # stratified fraction of the ungrouped corpus
+    # deterministic given the generator's seed, another seed holds out other groups
+    _, val2 = carve_val(items, np.random.default_rng([0, 98]), 0.2, 0.25, "video")
+    assert [item_key(it) for it in val2] == [item_key(it) for it in val]
+    _, val3 = carve_val(items, np.random.default_rng([1, 98]), 0.2, 0.25, "video")
+    assert {it.extra.get("video") for it in val3} != {it.extra.get("video") for it in val}
+
+
+def test_holdout_carves_by_val_group():
+    items = [Item(id=f"d{g}_{k}", corpus="meld", speaker=f"s{k}", split="train", label=EMOTIONS[k % 7],
+                  extra={"dialogue": g}) for g in range(50) for k in range(4)]
+    (sp,) = make_splits("holdout", items, val_group="dialogue", val_fraction=0.2)
+    by = {it.extra["dialogue"] for it in items if item_key(it) in set(sp.val)}
+    assert by and not by & {it.extra["dialogue"] for it in items if item_key(it) in set(sp.train)}
+
+
+def test_inner_folds_are_speaker_disjoint_and_cover_the_pool():
+    pool = synth(corpora=("ca",))
+    folds = inner_folds(pool, 5, seed=0)
+    assert len(folds) == 5  # 6 speakers dealt into 5 groups
+    seen = []
+    for fit, val in folds:
+        assert not {speaker_key(it) for it in fit} & {speaker_key(it) for it in val}
+        assert len(fit) + len(val) == len(pool)
+        seen += [item_key(it) for it in val]
+    assert sorted(seen) == sorted(item_key(it) for it in pool)  # every item validated exactly once
+    assert len(inner_folds(synth(corpora=("ca",), speakers=("a", "b", "c")), 5, 0)) == 3  # leave-one-speaker-out
+    assert inner_folds(pool, 5, 0) == folds and inner_folds(pool, 5, 1) != folds
+    with pytest.raises(InputError, match="select_folds needs a speaker"):
+        inner_folds([Item(id="x", corpus="c", label="happy")] + pool, 5, 0)
+    with pytest.raises(InputError, match="at least 2 folds"):
+        inner_folds(pool, 1, 0)
+
+
+def test_protocol_parameter_and_name_errors_are_input_errors():
+    with pytest.raises(UnknownNameError, match="unknown protocol 'kfolds'; known: holdout"):
+        make_splits("kfolds", synth())
+    with pytest.raises(InputError, match="unexpected keyword"):
+        make_splits("loco", synth(), k=3)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emofuse import store
-from emofuse.errors import ChecksumError, MissingComponentError
+from emofuse.errors import ChecksumError, MissingComponentError, UnknownNameError
 
 
 def test_every_component_resolves_and_verifies() -> None:
@@ -20,7 +20,7 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(store.COMPONENTS, "ghost", c)
     with pytest.raises(MissingComponentError, match=r"pip install 'emofuse-ghost-weights==1.0'"):
         store.resolve("ghost")
-    with pytest.raises(MissingComponentError, match="unknown model component"):
+    with pytest.raises(UnknownNameError, match="unknown model component 'no-such-component'; known: .*whisper-base"):
         store.resolve("no-such-component")
 
 

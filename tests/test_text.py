@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emofuse.errors import MissingComponentError
-from emofuse.experts import WEIGHTS_DIR, LinearHead, shipped_head
+from emofuse.checkpoints import load_head
+from emofuse.errors import MissingComponentError, UnknownNameError
+from emofuse.experts import WEIGHTS_DIR, shipped_head
 from emofuse.taxonomy import EMOTIONS
 
 HAPPY = "I am so happy today, this is wonderful!"
@@ -43,7 +44,7 @@ def test_registry_and_unknown_name():
     from emofuse.features import text
 
     assert set(text.ENCODERS) == {"minilm-l6", "e5-small"}
-    with pytest.raises(MissingComponentError, match="unknown text encoder"):
+    with pytest.raises(UnknownNameError, match="unknown text encoder 'bert-huge'; known: e5-small, minilm-l6"):
         text.get_encoder("bert-huge")
 
 
@@ -100,20 +101,27 @@ def test_e5_encodes_chinese(e5):
     assert X[0] @ en[0] > X[0] @ en[1]
 
 
-@pytest.mark.parametrize("name,extractor", [("text-minilm-l6", "minilm-l6"), ("text-e5-small", "e5-small")])
-def test_shipped_heads_load_with_metadata(name: str, extractor: str):
+@pytest.mark.parametrize("name", ["text-minilm-l6", "text-e5-small"])
+def test_shipped_heads_load_with_metadata(name: str, tmp_path: Path):
+    from emofuse.checkpoints import save_head
+    from emofuse.extractors import EXTRACTORS
+
     head = shipped_head(name)
     assert head.labels == EMOTIONS
     assert head.W.shape == (384, 7) and head.mean.shape == (384,)
     assert head.R is not None and head.R.shape == (384, 2)
     m = head.meta
-    assert m["kind"] == "text" and m["feature"]["extractor"] == extractor and m["feature"]["dim"] == 384
-    assert {"corpora", "n", "C", "command", "seconds"} <= set(m["training"])
-    assert "meld_dev_weighted_f1" in m["metrics"] and "emobank_dev_r_valence" in m["metrics"]
-    assert {"MELD", "GoEmotions", "EmoBank"} <= set(m["licence"])
+    assert m["kind"] == "text" and head.feature.source == name and head.feature.dim == 384
+    assert head.feature.identity == EXTRACTORS[name].config_hash()
+    assert {"corpora", "n_items", "C", "config", "seconds"} <= set(m["training"])
+    assert m["metrics"]["holdout"]["evaluated_on"] == "validation"  # MELD / GoEmotions dev: no test split here
+    assert 0 < m["metrics"]["holdout"]["by_corpus"]["meld"]["weighted_f1"]["mean"] < 1
+    assert 0 < m["metrics"]["regression"]["valence"]["by_corpus"]["emobank"]["Corr"] < 1
+    assert all(c in m["licence"] for c in ("MELD", "GoEmotions", "EmoBank"))
     # the head round-trips through save/load
-    p = WEIGHTS_DIR / f"{name}.safetensors"
-    assert LinearHead.load(p).meta == m
+    p = save_head(tmp_path / "h.safetensors", head)
+    back = load_head(p)
+    assert back.meta == load_head(WEIGHTS_DIR / f"{name}.safetensors").meta and np.array_equal(back.W, head.W)
 
 
 @pytest.mark.slow
@@ -142,13 +150,13 @@ def test_meld_dev_weighted_f1_floor(data_root: Path, minilm):
     """A seeded 300-utterance sample of MELD dev (validation data) re-scored with the shipped head."""
     from sklearn.metrics import f1_score
 
-    from emofuse.training.text import load
+    from emofuse.corpora import prepare
 
-    dev = load(data_root, "meld", "dev")
+    dev = [it for it in prepare("meld", data_root) if it.split == "dev" and it.label is not None]
     idx = np.random.default_rng(0).choice(len(dev), 300, replace=False)
-    X = minilm.encode([dev.texts[i] for i in idx])
+    X = minilm.encode([str(dev[i].text) for i in idx])
     pred = [EMOTIONS[i] for i in shipped_head("text-minilm-l6").predict_proba(X).argmax(1)]
-    f1 = f1_score([dev.labels[i] for i in idx], pred, average="weighted")
+    f1 = f1_score([dev[i].label for i in idx], pred, average="weighted")
     assert f1 > FLOOR_MELD_WF1, f1
 
 

@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emofuse import extract as ex_mod
+from typer.testing import CliRunner
+
+from emofuse import extractors as ex_mod
+from emofuse.checkpoints import load_head
+from emofuse.cli import app
 from emofuse.corpora import CORPORA
 from emofuse.corpora.manifest import Corpus, Item, Manifest
 from emofuse.errors import InputError
-from emofuse.experts import LinearHead
-from emofuse.extract import Extractor, TextConfig
+from emofuse.extractors import Extractor, TextConfig
+from emofuse.training import data as data_mod
 from emofuse.training import run as run_mod
 from emofuse.training.config import (DataConfig, ModelConfig, ProtocolConfig, TrainConfig, dump_config,
                                      load_config, loads_config)
@@ -51,7 +55,7 @@ def test_config_roundtrip(tmp_path):
     assert back == loco and back.model.class_weight is None and back.data.corpora == ("ravdess", "savee", "emodb")
 
 
-@pytest.mark.parametrize("name", ["voice_ravdess_kfold.toml", "text_meld_holdout.toml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.toml")))
 def test_shipped_configs_load(name, tmp_path):
     cfg = load_config(ROOT / "configs" / name)
     assert _roundtrip(cfg, tmp_path) == cfg
@@ -125,12 +129,12 @@ def synth(monkeypatch, tmp_path):
 
 def test_end_to_end_kfold(synth, tmp_path):
     cfg = synth["cfg"]
-    r = run_mod.run(cfg, progress=False, save_head=True)
     out = Path(cfg.out)
+    r = run_mod.run(cfg, progress=False, save=out / "head.safetensors")
     for f in ("results.json", "report.md", "confusion.png", "curves.png", "config.toml", "head.safetensors"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
-    assert all(set(f["train_UA_by_C"]) == set(f["val_UA_by_C"]) for f in res["folds"])
+    assert all(set(f["train_score_by_C"]) == set(f["val_score_by_C"]) for f in res["folds"])
     assert len(res["folds"]) == 3 == len(r["chosen_C"])
     assert all(f["evaluated_on"] == "test" for f in res["folds"])
     assert all(c in cfg.model.C_grid for c in r["chosen_C"])
@@ -139,9 +143,9 @@ def test_end_to_end_kfold(synth, tmp_path):
     assert load_config(out / "config.toml") == cfg
     report = (out / "report.md").read_text()
     assert "fold" in report and "±" in report and "true \\ pred" in report
-    head = LinearHead.load(out / "head.safetensors")
-    assert head.labels == LABELS and head.meta["feature"]["extractor"] == "fake-text"
-    assert head.meta["training"]["C"] == r["head"]["C"] and "UA" in head.meta["metrics"]
+    head = load_head(out / "head.safetensors")
+    assert head.labels == LABELS and head.feature.source == "fake-text" and head.feature.identity
+    assert head.meta["training"]["C"] == r["final"]["C"] and "UA" in head.meta["metrics"]["kfold"]["summary"]
     # second run reads the cache only
     r2 = run_mod.run(cfg, progress=False)
     assert r2["data"]["extract"]["computed"] == 0 and r2["chosen_C"] == r["chosen_C"]
@@ -160,7 +164,7 @@ def test_C_choice_ignores_test_labels(synth, monkeypatch):
     assert any(a.label != b.label for a, b in zip(_synthetic_items(splits=True), synth["items"]))
     r2 = run_mod.run(cfg, progress=False)
     assert r1["chosen_C"] == r2["chosen_C"]
-    assert r1["folds"][0]["val_UA_by_C"] == r2["folds"][0]["val_UA_by_C"]
+    assert r1["folds"][0]["val_score_by_C"] == r2["folds"][0]["val_score_by_C"]
     assert r1["folds"][0]["metrics"] != r2["folds"][0]["metrics"]  # the test figures did change
 
 
@@ -174,24 +178,29 @@ def test_no_test_split_is_labelled_validation(synth):
     assert "validation figures" in (Path(cfg.out) / "report.md").read_text()
 
 
-def test_train_main_and_evaluate_main(synth, tmp_path, capsys):
+def test_train_and_evaluate_commands(synth, tmp_path):
     p = tmp_path / "synth.toml"
     synth["items"] = _synthetic_items(splits=True)
     p.write_text(dump_config(replace(synth["cfg"], protocol=ProtocolConfig("holdout", {}))))
-    assert run_mod.train_main([str(p), "--save-head", "--no-progress"]) == 0
-    assert "UA" in capsys.readouterr().out
     head = Path(synth["cfg"].out) / "head.safetensors"
+    cli = CliRunner()
+    r = cli.invoke(app, ["train", str(p), "--save", str(head), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "UA" in r.stdout and head.is_file()
     out = tmp_path / "eval.json"
-    assert run_mod.evaluate_main(["--head", str(head), "--corpus", "synth", "--data", str(tmp_path),
-                                  "--extractor", "fake-text", "--cache", synth["cfg"].data.cache, "--split", "test",
-                                  "--out", str(out), "--no-progress"]) == 0
+    args = ["evaluate", "--head", str(head), "--corpus", "synth", "--data", str(tmp_path), "--cache",
+            synth["cfg"].data.cache, "--no-progress"]
+    r = cli.invoke(app, args + ["--extractor", "fake-text", "--split", "test", "--out", str(out)])
+    assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
-    assert res["n"] == 16 and 0 <= res["metrics"]["UA"] <= 1
-    assert run_mod.evaluate_main(["--head", str(head), "--corpus", "synth", "--data", str(tmp_path),
-                                  "--extractor", "text-minilm-l6", "--no-progress"]) == 2
+    assert res["n"] == 16 and 0 <= res["metrics"]["UA"] <= 1 and res["extractor"] == "fake-text"
+    assert cli.invoke(app, args + ["--split", "test", "--out", str(out)]).exit_code == 0  # the head names its extractor
+    r = cli.invoke(app, args + ["--extractor", "text-minilm-l6"])
+    assert r.exit_code == 2 and "fake-text" in r.stderr and "Traceback" not in r.output
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n')
-    assert run_mod.train_main([str(bad)]) == 2
+    r = cli.invoke(app, ["train", str(bad)])
+    assert r.exit_code == 2 and "data: missing required key" in r.stderr
 
 
 # ------------------------------------------------------------------------------------------- real data
@@ -215,21 +224,184 @@ def test_normalize_per_group():
     items = [Item(id=str(i), corpus="a" if i < 4 else "b", speaker=f"s{i % 2}" if i < 4 else None, text="x")
              for i in range(7)]
     X = np.arange(14, dtype=np.float32).reshape(7, 2) ** 2
-    assert run_mod.normalize(X, items, "none") is X
+    assert data_mod.normalize(X, items, "none") is X
     for mode in ("corpus", "speaker"):
-        Z = run_mod.normalize(X, items, mode)
+        Z = data_mod.normalize(X, items, mode)
         groups = ([[0, 1, 2, 3], [4, 5, 6]] if mode == "corpus" else [[0, 2], [1, 3], [4, 5, 6]])
         for g in groups:  # items without a speaker fall back to their corpus
             np.testing.assert_allclose(Z[g].mean(axis=0), 0, atol=1e-5)
             np.testing.assert_allclose(Z[g].std(axis=0), 1, atol=1e-3)
     with pytest.raises(InputError, match="normalize"):
-        run_mod.normalize(X, items, "global")
+        data_mod.normalize(X, items, "global")
 
 
 def test_normalized_run_refuses_to_save_a_head(synth, tmp_path):
     cfg = replace(synth["cfg"], data=replace(synth["cfg"].data, normalize="speaker"))
     assert _roundtrip(cfg, tmp_path) == cfg
     with pytest.raises(InputError, match="analyze"):
-        run_mod.run(cfg, progress=False, save_head=True)
+        run_mod.run(cfg, progress=False, save=tmp_path / "h.safetensors")
     r = run_mod.run(cfg, progress=False)
     assert "transductive" in (Path(cfg.out) / "report.md").read_text() and r["summary"]["UA"]["mean"] > 0.4
+
+
+# ------------------------------------------------------------------------------------------- the ship recipes' features
+
+
+def test_config_roundtrip_with_grids_protocols_and_regression(tmp_path):
+    from emofuse.training.config import RegressionConfig
+
+    cfg = _cfg(tmp_path, data=DataConfig(("meld", "goemotions"), "r", "text-minilm-l6", None, labels="canonical",
+                                         train_views=("text-e5-small",)),
+               model=ModelConfig("linear", (0.01, 0.1), (None, "balanced"), (("meld", (1.0, 2.0)),),
+                                 (("meld", "weighted_f1"), ("goemotions", "macro_f1")), 4),
+               regression=RegressionConfig((10.0, 100.0), (("valence", (("emobank", "Corr"), ("mosi-en", "Acc2_non0"))),
+                                                           ("arousal", (("emobank", "Corr"),))), 0.2, "video"),
+               extra_protocols=(ProtocolConfig("loco", {"val_speakers": 0.3}),), licence="research only")
+    back = _roundtrip(cfg, tmp_path)
+    assert back == cfg and back.protocols[1].name == "loco" and back.model.class_weights == (None, "balanced")
+    assert "[[protocol]]" in dump_config(cfg) and "[regression.valence]" in dump_config(cfg)
+
+
+@pytest.mark.parametrize("model, key", [
+    ('select = {meld = "accuracy"}', "model.select.meld"),
+    ('select = {ravdess = "UA"}', "model.select.ravdess"),
+    ('select = {meld = "UA"}\ncorpus_weight = {savee = [2.0]}', "model.corpus_weight.savee"),
+    ('select_folds = 1', "model.select_folds"),
+    ('class_weight = ["none", "auto"]', "model.class_weight"),
+])
+def test_model_options_name_the_key(model, key):
+    text = f'name = "x"\n[data]\ncorpora = ["meld"]\nroot = "r"\nextractor = "text-minilm-l6"\n[model]\n{model}\n'
+    with pytest.raises(InputError, match=key.replace(".", r"\.")):
+        loads_config(text)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('[regression]\nalpha_grid = [1.0]\n', "names no target"),
+    ('[regression.valence]\nnowhere = "Corr"\n', "regression.valence.nowhere"),
+    ('[regression.valence]\nemobank = "R2"\n', "regression.valence.emobank"),
+    ('[fusion]\nmodel = "gated"\n', "regression"),
+])
+def test_regression_options_name_the_key(extra, key):
+    text = f'name = "x"\n[data]\ncorpora = ["meld"]\nroot = "r"\nextractor = "text-minilm-l6"\n{extra}'
+    if "fusion" in extra:
+        text += '[regression]\n[regression.valence]\nemobank = "Corr"\n'
+        pytest.importorskip("torch")
+    with pytest.raises(InputError, match=key):
+        loads_config(text)
+
+
+def _fake_va(model, cfg, items):
+    """Features for synthetic items: the class items of _synthetic_items, or 'va V A k' items whose first two
+    features carry valence and arousal (plus noise)."""
+    out = []
+    for it in items:
+        parts = it.text.split()
+        if parts[0] == "va":
+            rng = np.random.default_rng(int(parts[3]))
+            x = rng.normal(scale=0.3, size=8).astype(np.float32)
+            x[:2] += [float(parts[1]), float(parts[2])]
+            out.append(x)
+        else:
+            out.append(_fake_compute(model, cfg, [it])[0])
+    return out
+
+
+def test_views_weights_inner_folds_and_per_corpus_selection(synth, monkeypatch, tmp_path):
+    """Two corpora, a second view of every item for training, a corpus-weight grid, a per-corpus selection
+    metric and C chosen on 3 speaker-disjoint folds of each split's training speakers."""
+    other = [Item(id=f"b{s}-{j}", corpus="synthb", text=f"{LABELS[j % 4]} {s + 10} {j} 0", speaker=f"b{s}",
+                  label=LABELS[j % 4]) for s in range(4) for j in range(12)]
+    monkeypatch.setitem(CORPORA, "synthb", Corpus("synthb", lambda root: Manifest(other), "", "any"))
+    view = Extractor("fake-view", "text", TextConfig("fake-view", "fake"), lambda cfg, threads: None, _fake_compute)
+    monkeypatch.setitem(ex_mod.EXTRACTORS, "fake-view", view)
+    cfg = replace(synth["cfg"], data=replace(synth["cfg"].data, corpora=("synth", "synthb"), train_views=("fake-view",)),
+                  protocol=ProtocolConfig("loco", {}),
+                  model=ModelConfig("linear", (0.01, 1.0), ("balanced", None), (("synthb", (1.0, 3.0)),),
+                                    (("synth", "UA"), ("synthb", "macro_f1")), 3))
+    head_path = tmp_path / "h.safetensors"
+    r = run_mod.run(cfg, progress=False, save=head_path)
+    assert [f["split"] for f in r["folds"]] == ["loco-synth", "loco-synthb"]
+    for f in r["folds"]:
+        assert f["select_folds"] == 3 and len(f["grid"]) == 2 * 2 * 2  # C x class weight x corpus weight
+        assert set(f["by_corpus"]) == {f["split"].split("-")[1]}  # loco evaluates the left-out corpus only
+    assert set(r["by_corpus"]) == {"synth", "synthb"} and r["by_corpus"]["synth"]["n_splits"] == 1
+    assert r["final"]["n_items"] == 96 + 48 and r["final"]["n_rows"] == 2 * (96 + 48)
+    head = load_head(head_path)
+    assert head.meta["training"]["train_views"] == ["fake-view"]
+    assert set(head.meta["metrics"]["loco"]["by_corpus"]) == {"synth", "synthb"}
+    assert "synthb" in (Path(cfg.out) / "report.md").read_text()
+
+
+def test_regression_targets_are_fitted_selected_and_reported(synth, monkeypatch, tmp_path):
+    """[regression]: ridge valence/arousal on a corpus with train / val splits, alpha chosen on a part
+    carved from train; the head predicts valence that correlates with the truth on val."""
+    from emofuse.training.config import RegressionConfig
+
+    rng = np.random.default_rng(3)
+    va_items = []
+    for k in range(300):
+        v, a = rng.uniform(-0.9, 0.9, size=2)
+        va_items.append(Item(id=f"va{k}", corpus="synthva", text=f"va {v:.3f} {a:.3f} {k}",
+                             split="val" if k >= 240 else "train", valence=float(v), arousal=float(a),
+                             extra={"video": f"g{k // 5}"}))
+    monkeypatch.setitem(CORPORA, "synthva", Corpus("synthva", lambda root: Manifest(va_items), "", "any"))
+    monkeypatch.setitem(ex_mod.EXTRACTORS, "fake-text",
+                        Extractor("fake-text", "text", TextConfig("fake", "fake"), lambda cfg, threads: None, _fake_va))
+    cfg = replace(synth["cfg"], regression=RegressionConfig((0.1, 10.0, 1000.0), (
+        ("valence", (("synthva", "Corr"),)), ("arousal", (("synthva", "Corr"),))), 0.2, "video"))
+    r = run_mod.run(cfg, progress=False, save=tmp_path / "h.safetensors")
+    for target in ("valence", "arousal"):
+        t = r["regression"][target]
+        assert t["n_train"] == 240 and 0 < t["n_select"] < 240 and t["alpha"] in (0.1, 10.0, 1000.0)
+        m = t["by_corpus"]["synthva"]
+        assert m["evaluated_on"] == "validation" and m["n"] == 60 and m["Corr"] > 0.8
+    head = load_head(tmp_path / "h.safetensors")
+    assert head.R is not None and head.meta["metrics"]["regression"]["valence"]["alpha"] == r["regression"]["valence"]["alpha"]
+    X = np.array(_fake_va(None, None, va_items[240:]))
+    pred = head.predict_va(X)
+    assert np.corrcoef(pred[:, 0], [it.valence for it in va_items[240:]])[0, 1] > 0.8
+    assert "Valence / arousal" in (Path(cfg.out) / "report.md").read_text()
+
+
+def test_original_labels_give_the_corpus_classes(synth, tmp_path):
+    """labels = "original": the corpus's own names, ordered by the canonical class they count as."""
+    synth["items"] = [replace(it, original_label="calm" if it.label == "neutral" and int(it.id.split("-")[1]) % 8 == 0
+                              else it.label) for it in _synthetic_items()]
+    cfg = replace(synth["cfg"], data=replace(synth["cfg"].data, labels="original"))
+    r = run_mod.run(cfg, progress=False, save=tmp_path / "h.safetensors")
+    assert r["labels"] == ["neutral", "calm", "happy", "sad", "angry"]
+    head = load_head(tmp_path / "h.safetensors")
+    assert head.labels == tuple(r["labels"]) and head.predict_proba(np.zeros((1, 8))).shape == (1, 7)
+    with pytest.raises(InputError, match="labels = 'original'"):
+        run_mod.run(replace(cfg, data=replace(cfg.data, corpora=("synth", "ravdess"))), progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_evaluate_a_shipped_head_with_its_registered_extractor(data_root, tmp_path):
+    """`emofuse evaluate --head <shipped voice head> --extractor voice-whisper-base` on 40 RAVDESS clips."""
+    head = ROOT / "src" / "emofuse" / "weights" / "voice-whisper-base.safetensors"
+    out = tmp_path / "eval.json"
+    r = CliRunner().invoke(app, ["evaluate", "--head", str(head), "--extractor", "voice-whisper-base", "--corpus",
+                                 "ravdess", "--data", str(data_root), "--split", "all", "--limit", "40", "--cache",
+                                 str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["n"] == 40 and res["n_failed"] == 0 and res["metrics"]["UA"] > 0.5  # the head saw these clips
+
+
+def test_config_dataclasses_validate_themselves():
+    """Built in Python, without a TOML file, a config is checked as strictly (the same messages)."""
+    from emofuse.training.config import RegressionConfig
+
+    for make, key in ((lambda: ModelConfig("linear", (-1.0,)), r"model.C_grid\[0\]"),
+                      (lambda: ModelConfig(class_weight=("balanced", "auto")), "model.class_weight"),
+                      (lambda: ModelConfig(select="accuracy"), "model.select"),
+                      (lambda: ModelConfig(select_folds=1), "model.select_folds"),
+                      (lambda: DataConfig(("ravdess",), "r", "x", labels="mine"), "data.labels"),
+                      (lambda: DataConfig(("ravdess",), "r", None), "either extractor"),
+                      (lambda: DataConfig((), "r", "x"), "data.corpora"),
+                      (lambda: RegressionConfig((1.0,), ()), "names no target"),
+                      (lambda: RegressionConfig((1.0,), (("valence", (("emobank", "R2"),)),)), "regression.valence")):
+        with pytest.raises(InputError, match=key):
+            make()

@@ -142,21 +142,24 @@ def test_embed_clips_empty():
 
 @pytest.mark.parametrize("asr,d", [("whisper-base", 512), ("whisper-tiny.en", 384)])
 def test_shipped_voice_heads_load_and_describe_themselves(asr, d):
-    from emofuse.store import COMPONENTS
+    from emofuse.extractors import EXTRACTORS
 
     head = shipped_head(f"voice-{asr}")
     assert head.labels == EMOTIONS
     assert head.W.shape == (2 * d, len(EMOTIONS)) and head.mean.shape == (2 * d,)
-    f = head.feature
-    assert f["extractor"] == "whisper-encoder" and f["asr_model"] == asr and f["dim"] == 2 * d
-    assert f["pooling"] == vf.POOLING and f["version"] == vf.VERSION and f["vad_pad_s"] == vf.VAD_PAD_S
-    assert f["model_sha256"] == COMPONENTS[asr].sha256
+    f = head.feature  # the registered extractor the analysis mimics, and its config hash (model sha256 inside)
+    assert f.source == f"voice-{asr}" and f.dim == 2 * d and f.kind == "vector"
+    assert f.identity == EXTRACTORS[f"voice-{asr}"].config_hash()
+    assert head.meta["kind"] == "voice" and head.meta["format"] == "emofuse-head/1"
     m = head.meta["metrics"]
-    for key in ("ravdess", "savee", "ravdess8", "ravdess_to_savee", "savee_to_ravdess"):
-        assert 0.0 < m[key]["UA"] <= 1.0
-    assert m["ravdess"]["UA"] > 0.4  # far above chance (1/7) on unseen speakers
+    for protocol, corpus in (("kfold", "ravdess"), ("kfold", "savee"), ("loco", "ravdess"), ("loco", "savee")):
+        assert 0.0 < m[protocol]["by_corpus"][corpus]["UA"]["mean"] <= 1.0
+    assert m["kfold"]["by_corpus"]["ravdess"]["UA"]["mean"] > 0.4  # far above chance (1/7) on unseen speakers
+    assert m["kfold"]["evaluated_on"] == "test" and m["kfold"]["splits"] == 6
     assert "non-commercial" in head.meta["licence"]
-    assert head.meta["training"]["n"] == 1920 and head.R is None
+    t = head.meta["training"]
+    assert t["n_items"] == 1920 and t["n_rows"] == 3840 and t["train_views"] == [f"voice-{asr}-clip"]
+    assert t["config"]["data"]["extractor"] == f"voice-{asr}" and head.R is None
     p = head.predict_proba(np.zeros((2, 2 * d), np.float32))
     assert p.shape == (2, 7) and np.allclose(p.sum(1), 1)
     out = head.predict(np.zeros(2 * d, np.float32))[0]

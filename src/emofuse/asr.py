@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .errors import MissingComponentError
+from .errors import InputError, MissingComponentError
 from .media import SAMPLE_RATE
 from .store import COMPONENTS, resolve
 
@@ -68,6 +68,13 @@ class ASROptions:
     min_silence_ms: int = 500  # VAD: a pause at least this long splits speech chunks
     threads: int = 2  # CTranslate2 intra-op threads
     zh_simplified: bool = True  # write Mandarin in simplified characters (OpenCC t2s)
+
+    def __post_init__(self) -> None:
+        for name in ("beam_size", "threads", "min_silence_ms"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "min_silence_ms" else 1):
+                raise InputError(f"ASROptions.{name} must be an integer >= {0 if name == 'min_silence_ms' else 1}, "
+                                 f"not {v!r}")
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,59 @@
-"""The `emofuse` command: thin wrappers over the Python API."""
+"""The `emofuse` command: thin wrappers over the Python API, every option declared once here.
+
+Exit status: 0 success; 1 some inputs (or items) failed, each reported, the rest done; 2 a usage, input or
+option error, named with its fix; 3 an internal error (a bug: the message asks for a report). No command
+prints a traceback unless ``EMOFUSE_DEBUG=1``.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import EmofuseError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+BUG_REPORT = ("this is a bug in emofuse, not a problem with your input: please report it (the emofuse issue "
+              "tracker) with the command you ran and this message; EMOFUSE_DEBUG=1 prints the traceback")
+
+
+class _Group(TyperGroup):
+    """Maps every EmofuseError to a one-line message and exit status 2, anything else to exit 3."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from typer._click.exceptions import ClickException
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except EmofuseError as e:
+            if os.environ.get("EMOFUSE_DEBUG"):
+                raise
+            _err_console().print(f"[red]error:[/] {_esc(str(e))}")
+            raise typer.Exit(2) from None
+        except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
+            if os.environ.get("EMOFUSE_DEBUG"):
+                raise
+            _err_console().print(f"[red]internal error:[/] {type(e).__name__}: {_esc(str(e))}\n{BUG_REPORT}")
+            raise typer.Exit(3) from None
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Offline multimodal emotion recognition from voice, face and words.")
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 class Format(str, Enum):
@@ -26,7 +65,7 @@ class Format(str, Enum):
 def _err_console():  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped mid-path
 
 
 @app.command()
@@ -43,8 +82,8 @@ def analyze(
     fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
     max_duration: Annotated[float, typer.Option(help="refuse media longer than this many seconds")] = 3600.0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write json/csv here instead of stdout")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="late (expert-level, default) or a fusion network "
-                                                  "(`emofuse models`; needs --checkpoint)")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="confidence (the default rule) or a fusion network "
+                                                  "(`emofuse networks`; needs --checkpoint)")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")] = None,
 ) -> None:
     """Analyse recordings, images and text; print one result per input."""
@@ -59,20 +98,11 @@ def analyze(
     if not jobs:
         err.print("[red]nothing to analyse:[/] give files or folders, --text or --text-file")
         raise typer.Exit(2)
-    try:
-        if checkpoint is not None and fusion is None:
-            from .training.fusion import read_meta  # no torch: the name is in the metadata
-
-            fusion = str(read_meta(checkpoint).get("model"))
-        opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
-                               asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
-                               max_duration=max_duration, fusion=fusion or "late",
-                               checkpoint=str(checkpoint) if checkpoint else None)
-        with err.status("loading models…"):
-            analyzer = Analyzer(opts)
-    except EmofuseError as e:
-        err.print(f"[red]error:[/] {e}")
-        raise typer.Exit(2)
+    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                           asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
+                           max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None)
+    with err.status("loading models…"):
+        analyzer = Analyzer(opts)
 
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore") if fmt is Format.csv else None
@@ -84,7 +114,7 @@ def analyze(
         r = _run_one(analyzer, kind, item, err)
         if isinstance(r, AnalysisError):
             failed += 1
-            err.print(f"[red]✗[/] {r.error}")
+            err.print(f"[red]✗[/] {_esc(r.error)}")
         if fmt is Format.json:
             print(r.to_json(), file=out, flush=True)
         elif writer:
@@ -153,61 +183,115 @@ def setup() -> None:
 
     err = _err_console()
     for name in COMPONENTS:
-        try:
-            err.print(f"{name}: {resolve(name)}")
-        except EmofuseError as e:
-            err.print(f"[red]{name}: {e}[/]")
-            raise typer.Exit(1)
+        err.print(f"{name}: {resolve(name)}")
     from .features import text as text_features
 
     text_features.setup()
     err.print("[green]ready[/]")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
-def extract(ctx: typer.Context) -> None:
-    """Extract features for a corpus into the resumable cache (`emofuse extract --help` for options)."""
-    from .extract import main as extract_main
-
-    raise typer.Exit(extract_main(list(ctx.args)))
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
-def train(ctx: typer.Context) -> None:
-    """Train and evaluate a head, or a fusion network (a config with a [fusion] table), from a TOML config
-    (`emofuse train --help` for options)."""
-    args = list(ctx.args)
-    cfg = next((a for a in args if not a.startswith("-")), None)
-    if cfg is not None:
-        from .training.fusion import is_fusion_config  # import-light: torch loads only when training
-
-        if is_fusion_config(cfg):
-            from .training.fusion import train_main as fusion_main
-
-            raise typer.Exit(fusion_main(args))
-    from .training.run import train_main
-
-    raise typer.Exit(train_main(args))
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
-def evaluate(ctx: typer.Context) -> None:
-    """Evaluate a saved head on a corpus (`emofuse evaluate --help` for options)."""
-    from .training.run import evaluate_main
-
-    raise typer.Exit(evaluate_main(list(ctx.args)))
+Workers = Annotated[int, typer.Option(min=1, help="feature-extraction processes (each loads the model once)")]
+Cache = Annotated[Optional[Path], typer.Option(help="feature cache folder (default $EMOFUSE_FEATURE_CACHE or "
+                                                    "~/.cache/emofuse/features)")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
 
 
 @app.command()
-def models() -> None:
-    """List the registered fusion networks."""
+def extract(
+    corpus: Annotated[str, typer.Option(help="corpus name (emofuse.corpora.CORPORA)")],
+    data: Annotated[Path, typer.Option(help="the corpus folder or the shared data folder")],
+    extractor: Annotated[str, typer.Option(help="extractor name (emofuse.extractors.EXTRACTORS)")],
+    cache: Cache = None,
+    workers: Workers = 1,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N items (a smoke test)")] = None,
+    no_progress: NoProgress = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Extract a corpus's features into the resumable cache; exit 1 when some items failed (listed)."""
+    import json
+
+    from .corpora import prepare
+    from .extract import extract as run_extract
+    from .extractors import EXTRACTORS
+
+    EXTRACTORS[extractor]  # an unknown name fails before the corpus is listed
+    m = prepare(corpus, data)
+    for w in m.warnings:
+        _err_console().print(f"[yellow]warning:[/] {_esc(w)}")
+    items = list(m)[:limit] if limit else list(m)
+    rep = run_extract(items, extractor, cache, workers=workers, progress=not no_progress)
+    print(json.dumps(rep.to_dict(), indent=2) if json_out else rep.summary())
+    if rep.n_failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="a TOML run config (configs/*.toml): a \\[model] table trains "
+                                                "linear heads, a \\[fusion] table a fusion network")],
+    save: Annotated[Optional[Path], typer.Option(help="also write the trained model here (.safetensors): the head "
+                                                      "for analyze, or the network checkpoint")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (overrides the config's `out`)")] = None,
+    workers: Workers = 1,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for fitting (default 1)")] = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train and evaluate a linear head or a fusion network from a config (report.md, results.json, plots)."""
+    from dataclasses import replace
+
+    from .training.config import load_config
+    from .training.run import run
+
+    cfg = load_config(config)
+    if out is not None:
+        cfg = replace(cfg, out=str(out))
+    r = run(cfg, workers=workers, progress=not no_progress, save=save, threads=threads)
+    s = r["summary"]
+    what = cfg.fusion.model if cfg.fusion is not None else "linear"
+    extra = f", C per split {r['chosen_C']}" if "chosen_C" in r else ""
+    print(f"{cfg.name} ({what}): {r['protocol']}, {len(r['folds'])} split(s), {r['evaluated_on']}: "
+          f"UA {s['UA']['text']}  WA {s['WA']['text']}  macro-F1 {s['macro_f1']['text']}{extra}  ({r['seconds']:.1f} s)")
+    for p in r["other_protocols"]:
+        ps = p["summary"]
+        print(f"  {p['protocol']}, {len(p['folds'])} split(s), {p['evaluated_on']}: UA {ps['UA']['text']}  "
+              f"WA {ps['WA']['text']}  macro-F1 {ps['macro_f1']['text']}")
+    print(f"report: {Path(cfg.out) / 'report.md'}")
+    if "saved" in r:
+        print(f"saved: {r['saved']['path']} ({r['saved']['what']})")
+
+
+@app.command()
+def evaluate(
+    head: Annotated[Path, typer.Option(help="a saved head (.safetensors), e.g. src/emofuse/weights/voice-whisper-base.safetensors")],
+    corpus: Annotated[str, typer.Option(help="corpus name (emofuse.corpora.CORPORA)")],
+    data: Annotated[Path, typer.Option(help="the corpus folder or the shared data folder")],
+    extractor: Annotated[Optional[str], typer.Option(help="the head's extractor (default: the one it records)")] = None,
+    split: Annotated[str, typer.Option(help="test, val (val or dev) or all")] = "test",
+    cache: Cache = None,
+    workers: Workers = 1,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="a seeded subsample of N items")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="metrics JSON (default: beside the head)")] = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Evaluate a saved head on a corpus."""
+    from .training.run import evaluate_head
+
+    r = evaluate_head(head, corpus, data, extractor, split, cache, workers, limit, out, not no_progress)
+    m = r["metrics"]
+    print(f"{corpus} {split} ({r['n']} items): UA {100 * m['UA']:.1f}  WA {100 * m['WA']:.1f}  "
+          f"macro-F1 {100 * m['macro_f1']:.1f}  -> {r['out']}")
+
+
+@app.command()
+def networks() -> None:
+    """List the registered fusion networks (emofuse.networks.NETWORKS)."""
     from rich.console import Console
     from rich.table import Table
 
-    from .models import FUSION_MODELS
+    from .networks import NETWORKS
 
     t = Table("name", "what")
-    for name, cls in FUSION_MODELS.items():
+    for name, cls in NETWORKS.items():
         t.add_row(name, " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()))  # first paragraph
     Console(width=None if sys.stdout.isatty() else 200).print(t)  # piped: never cut names
 

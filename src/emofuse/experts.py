@@ -1,22 +1,25 @@
 """Per-modality expert heads: a standardised linear classifier (multinomial logistic regression) over a
-frozen embedding, plus an optional linear valence/arousal regressor.
+frozen embedding, plus an optional linear valence/arousal regressor, and what an expert says
+(:class:`ExpertOutput`).
 
-A head is one self-describing safetensors file: the arrays, and in its metadata the label set, the
-feature spec it expects, the training data and the measured metrics (the model card's numbers).
-Inference is plain NumPy so that loading a head costs milliseconds and needs no scikit-learn.
+A head is one self-describing file (format ``emofuse-head/1``, :mod:`emofuse.checkpoints`): the arrays,
+the label set, the :class:`~emofuse.checkpoints.FeatureSpec` of the extractor it expects, the training
+record and the measured metrics (the model card's numbers). Inference is plain NumPy so that loading a
+head costs milliseconds and needs no scikit-learn. Heads are trained by ``emofuse train`` (configs/ship_*).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import MissingComponentError
-from .taxonomy import EMOTIONS, VA_COORDS
+from .taxonomy import EMOTIONS, VA_COORDS, canonical_label
+
+if TYPE_CHECKING:
+    from .checkpoints import FeatureSpec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -52,68 +55,65 @@ def to_output(p: np.ndarray, va: tuple[float, float] | None = None, **extra: Any
 
 @dataclass
 class LinearHead:
-    """softmax(((x - mean) / scale) @ W + b) over the canonical labels, optional VA = z @ R + c."""
+    """softmax(((x - mean) / scale) @ W + b) over ``labels``, optional VA = z @ R + c.
+
+    ``labels`` may be canonical emotions or a corpus's own classes (e.g. RAVDESS's 8);
+    :meth:`predict_proba` maps them onto the canonical :data:`~emofuse.taxonomy.EMOTIONS` (calm counts as
+    neutral), :meth:`scores` keeps them."""
 
     mean: np.ndarray
     scale: np.ndarray
     W: np.ndarray  # [dim, n_labels]
     b: np.ndarray  # [n_labels]
     labels: tuple[str, ...]
-    meta: dict[str, Any]
+    feature: "FeatureSpec"  # the extractor whose features it reads (source = registered name, identity = hash)
+    meta: dict[str, Any]  # kind, training, metrics, licence (see emofuse.checkpoints)
     R: np.ndarray | None = None  # [dim, 2] valence, arousal
     c: np.ndarray | None = None  # [2]
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """[n, dim] -> [n, 7] probabilities over the canonical EMOTIONS (labels the head lacks get 0)."""
-        z = (np.atleast_2d(x).astype(np.float32) - self.mean) / self.scale
-        logits = z @ self.W + self.b
+    def __post_init__(self) -> None:
+        idx = [EMOTIONS.index(c) if (c := canonical_label(lab)) else -1 for lab in self.labels]
+        self._to_canon = np.array(idx, dtype=np.int64)
+
+    def _z(self, x: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(x).astype(np.float32) - self.mean) / self.scale
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """[n, dim] -> [n, n_labels] probabilities over the head's own labels."""
+        logits = self._z(x) @ self.W + self.b
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
-        p = e / e.sum(axis=1, keepdims=True)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """[n, dim] -> [n, 7] probabilities over the canonical EMOTIONS (labels the head lacks get 0; two
+        labels that count as one canonical class add up; labels without a canonical class are dropped and
+        the rest renormalised)."""
+        p = self.scores(x)
         out = np.zeros((p.shape[0], len(EMOTIONS)), dtype=np.float64)
-        for j, lab in enumerate(self.labels):
-            out[:, EMOTIONS.index(lab)] = p[:, j]
-        return out
+        for j, k in enumerate(self._to_canon):
+            if k >= 0:
+                out[:, k] += p[:, j]
+        total = out.sum(axis=1, keepdims=True)
+        return np.divide(out, total, out=np.full_like(out, 1.0 / len(EMOTIONS)), where=total > 0)
+
+    def predict_labels(self, x: np.ndarray) -> list[str]:
+        """The most probable of the head's own labels, per row."""
+        return [self.labels[i] for i in self.scores(x).argmax(axis=1)] if len(x) else []
 
     def predict_va(self, x: np.ndarray) -> np.ndarray | None:
         if self.R is None or self.c is None:
             return None
-        z = (np.atleast_2d(x).astype(np.float32) - self.mean) / self.scale
-        return np.clip(z @ self.R + self.c, -1.0, 1.0)
+        return np.clip(self._z(x) @ self.R + self.c, -1.0, 1.0)
 
     def predict(self, x: np.ndarray, **extra: Any) -> list[ExpertOutput]:
         p = self.predict_proba(x)
         va = self.predict_va(x)
         return [to_output(p[i], None if va is None else (va[i, 0], va[i, 1]), **extra) for i in range(len(p))]
 
-    @property
-    def feature(self) -> dict[str, Any]:
-        return dict(self.meta.get("feature", {}))
-
-    def save(self, path: str | Path) -> None:
-        from safetensors.numpy import save_file
-
-        tensors = {"mean": self.mean, "scale": self.scale, "W": self.W, "b": self.b}
-        if self.R is not None and self.c is not None:
-            tensors |= {"R": self.R, "c": self.c}
-        meta = dict(self.meta, labels=list(self.labels))
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(path),
-                  metadata={"emofuse": json.dumps(meta, sort_keys=True)})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "LinearHead":
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.exists():
-            raise MissingComponentError(f"expert head {path} is missing; train it with `emofuse train-heads` "
-                                        "or reinstall emofuse")
-        with safe_open(str(path), framework="numpy") as f:
-            meta = json.loads(f.metadata()["emofuse"])
-            t = {k: f.get_tensor(k) for k in f.keys()}
-        return cls(t["mean"], t["scale"], t["W"], t["b"], tuple(meta.pop("labels")), meta, t.get("R"), t.get("c"))
-
 
 def shipped_head(name: str) -> LinearHead:
     """A head shipped inside the package, e.g. ``voice-whisper-base`` or ``text-minilm-l6``."""
-    return LinearHead.load(WEIGHTS_DIR / f"{name}.safetensors")
+    from .checkpoints import load_head
+
+    return load_head(WEIGHTS_DIR / f"{name}.safetensors")

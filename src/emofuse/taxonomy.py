@@ -22,8 +22,13 @@ VA_COORDS: dict[str, tuple[float, float]] = {
     "surprised": (0.2, 0.8),
 }
 
-# RAVDESS: 01 neutral, 02 calm, 03 happy, 04 sad, 05 angry, 06 fearful, 07 disgust, 08 surprised.
-# Rule: calm is a low-arousal neutral-valence state; it is merged into neutral.
+# RAVDESS: the emotion code of the file name -> RAVDESS's own 8 class names (the literature's classes, in code
+# order), and -> canonical. Rule: calm is a low-arousal neutral-valence state; it is merged into neutral.
+RAVDESS_CODES: dict[str, str] = {
+    "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
+    "05": "angry", "06": "fearful", "07": "disgust", "08": "surprised",
+}
+RAVDESS_CLASSES: tuple[str, ...] = tuple(RAVDESS_CODES.values())
 RAVDESS: dict[str, str | None] = {
     "01": "neutral", "02": "neutral", "03": "happy", "04": "sad",
     "05": "angry", "06": "fearful", "07": "disgusted", "08": "surprised",
@@ -56,3 +61,30 @@ GOEMOTIONS_EKMAN: dict[str, str | None] = {
 def index(label: str) -> int:
     """Position of a canonical label in :data:`EMOTIONS`."""
     return EMOTIONS.index(label)
+
+
+# A corpus's own class name -> canonical, for models trained on original labels (e.g. RAVDESS's 8 classes).
+_NAMED: tuple[dict[str, str | None], ...] = (
+    {RAVDESS_CODES[c]: RAVDESS[c] for c in RAVDESS_CODES}, MELD, FER2013, GOEMOTIONS_EKMAN)
+
+
+def canonical_label(name: str) -> str | None:
+    """A class name -> the canonical emotion it counts as (RAVDESS ``calm`` -> neutral, ``disgust`` ->
+    disgusted); None when no canonical class matches."""
+    if name in EMOTIONS:
+        return name
+    for table in _NAMED:
+        if table.get(name) is not None:
+            return table[name]
+    return None
+
+
+def label_order(names: set[str] | list[str]) -> list[str]:
+    """Class names in a stable order: by the canonical class they count as (EMOTIONS order), the canonical
+    name first, then the others by name (RAVDESS: neutral, calm, happy, ...); names without a canonical
+    class last, sorted."""
+    def key(n: str) -> tuple[int, int, str]:
+        c = canonical_label(n)
+        return (EMOTIONS.index(c) if c else len(EMOTIONS), 0 if n == c else 1, n)
+
+    return sorted(set(names), key=key)

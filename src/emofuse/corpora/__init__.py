@@ -20,24 +20,23 @@ EmoBank, ISEAR; sentiment CMU-MOSI, CH-SIMS, CMU-MOSEI / CH-SIMS v2 (label.csv),
 from __future__ import annotations
 
 from pathlib import Path
+
 from ..errors import InputError
+from ..registry import Registry
 from . import (affectnet, afew, ckplus, crema_d, emobank, emodb, fer2013, goemotions, iemocap, isear, meld, mmsa,
                mosei, mosi_sims, ravdess, ravdess_av, savee, tess)
 from .emobox import emobox_folds
-from .manifest import SPLITS, Corpus, Item, Manifest
+from .manifest import SPLITS, Corpus, Item, Manifest, item_key, speaker_key
 
 MODULES = (ravdess, savee, emodb, crema_d, tess, iemocap, fer2013, ckplus, affectnet, afew, meld, goemotions, emobank,
            isear, mosi_sims, mosei, mmsa, ravdess_av)  # add a corpus module here
-CORPORA: dict[str, Corpus] = {c.name: c for mod in MODULES for c in mod.CORPORA}
+CORPORA: Registry[Corpus] = Registry("corpus", {c.name: c for mod in MODULES for c in mod.CORPORA})
 
 
 def prepare(name: str, root: str | Path) -> Manifest:
     """The manifest of corpus ``name`` at ``root``: the corpus folder, or a data folder that holds it at
     the shared layout's place (``CORPORA[name].subdir``, e.g. ``speech/ravdess``)."""
-    key = name.strip().lower()
-    if key not in CORPORA:
-        raise InputError(f"unknown corpus {name!r}; known: {', '.join(sorted(CORPORA))}")
-    c = CORPORA[key]
+    c = CORPORA[name.strip().lower()]  # UnknownNameError lists the corpora
     root = Path(root).expanduser()
     if not root.exists():
         raise InputError(f"{name} root {root} does not exist; expected {c.layout}")
@@ -46,4 +45,4 @@ def prepare(name: str, root: str | Path) -> Manifest:
     return c.load(root)
 
 
-__all__ = ["CORPORA", "Corpus", "Item", "Manifest", "SPLITS", "emobox_folds", "prepare"]
+__all__ = ["CORPORA", "Corpus", "Item", "Manifest", "SPLITS", "emobox_folds", "item_key", "prepare", "speaker_key"]

@@ -70,6 +70,17 @@ class Item:
         return cls(**d)
 
 
+def item_key(item: Item) -> str:
+    """``"<corpus>/<id>"``: an item's key across corpora (ids are unique only within a corpus). Splits,
+    feature caches and run records all key items by it."""
+    return f"{item.corpus}/{item.id}"
+
+
+def speaker_key(item: Item) -> str | None:
+    """``"<corpus>/<speaker>"`` (speaker "01" of two corpora are two people), or None when unknown."""
+    return None if item.speaker is None else f"{item.corpus}/{item.speaker}"
+
+
 class Manifest(list):
     """A ``list[Item]`` with ``warnings``: one line per kind of problem met while loading (unreadable or
     unparseable entries, with their count and an example), so that nothing is skipped silently."""

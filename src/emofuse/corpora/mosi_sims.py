@@ -12,11 +12,17 @@ transcript in the corpus's own language (MOSI: English as written, upper case; S
 languages in ``extra["english"]``/``extra["chinese"]``. ``id`` = ``name``; ``extra["video"]`` = the video
 the clip comes from (name up to its last ``_``; use it to keep videos on one side of a split);
 ``speaker`` None (not given). ``split``: ``valid``/``validation`` are read as ``val``.
+
+Language variants (for text models, one corpus name each so that each has its own feature-cache rows):
+``mosi-en`` / ``sims-en`` take the English text, ``mosi-zh`` / ``sims-zh`` the Chinese; English written all
+in upper case (MOSI's transcripts) is put in sentence case, as ASR writes it at analysis time. Items keep
+their ``id``, so the two variants of one clip share it (and ``extra["video"]``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from ..errors import InputError
 from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir, split_name
@@ -73,5 +79,30 @@ def load_sims(root: str | Path) -> Manifest:
     return load(root, "sims")
 
 
-CORPORA = (Corpus("mosi", load_mosi, SUBDIR["mosi"], layout("mosi")),
-           Corpus("sims", load_sims, SUBDIR["sims"], layout("sims")))
+def sentence_case(s: str) -> str:
+    """MOSI's English transcripts are all upper case; ASR output at analysis time is sentence case."""
+    s = s.strip()
+    if s and s.upper() == s and any(ch.isalpha() for ch in s):
+        s = s.lower()
+        s = s[0].upper() + s[1:]
+        s = s.replace(" i ", " I ").replace(" i'", " I'")
+    return s
+
+
+def load_variant(root: str | Path, corpus: str, lang: str) -> Manifest:
+    """``corpus`` in the language ``lang`` ("en" or "zh"): items renamed to the corpus ``<corpus>-<lang>``."""
+    from dataclasses import replace
+
+    m = load(root, corpus)
+    name = f"{corpus}-{lang}"
+    items = [replace(it, corpus=name, text=sentence_case(it.extra["english"]) if lang == "en"
+                     else str(it.extra["chinese"]).strip()) for it in m]
+    return Manifest(items, [w.replace(f"{corpus}:", f"{name}:", 1) for w in m.warnings])
+
+
+def _loader(corpus: str, lang: str | None = None) -> Callable[[Path], Manifest]:
+    return (lambda root: load(root, corpus)) if lang is None else (lambda root: load_variant(root, corpus, lang))
+
+
+CORPORA = tuple(Corpus(c if lang is None else f"{c}-{lang}", _loader(c, lang), SUBDIR[c], layout(c))
+                for c in ("mosi", "sims") for lang in (None, "en", "zh"))

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from ..taxonomy import RAVDESS
+from ..taxonomy import RAVDESS, RAVDESS_CODES
 from .emobox import attach_folds, emobox_folds
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
@@ -30,11 +30,8 @@ SUBDIR = "speech/ravdess"  # below the shared data root
 LAYOUT = "<root>/Actor_01/03-01-01-01-01-01-01.wav (or .flac), Actor_01..Actor_24"
 AUDIO = (".wav", ".flac")
 
-# The emotion code EE -> RAVDESS's own 8 class names (kept as ``original_label``).
-CODES: dict[str, str] = {
-    "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
-    "05": "angry", "06": "fearful", "07": "disgust", "08": "surprised",
-}
+# The emotion code EE -> RAVDESS's own 8 class names (kept as ``original_label``; defined in the taxonomy).
+CODES: dict[str, str] = RAVDESS_CODES
 # original_label -> canonical; built from taxonomy.RAVDESS (calm -> neutral). Nothing is dropped.
 LABEL_MAP: dict[str, str | None] = {CODES[c]: RAVDESS[c] for c in CODES}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}

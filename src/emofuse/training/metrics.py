@@ -9,7 +9,7 @@ Regression (CMU-MOSI / MOSEI / CH-SIMS sentiment), reproducing MMSA's
 ``MetricsTop.__eval_mosei_regression`` (used for MOSI too) and
 ``MetricsTop.__eval_sims_regression``; see :func:`regression_metrics`.
 
-Fold aggregation: :func:`mean_std` / :func:`format_mean_std`.
+Fold aggregation: :func:`mean_std` / :func:`format_mean_std` / :func:`summarize_folds` (sample std, ddof=1).
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ __all__ = [
     "format_mean_std",
     "pearson",
     "summarize_folds",
-    "summary_markdown",
-    "confusion_markdown",
     "SIMS_EDGES_2",
     "SIMS_EDGES_3",
     "SIMS_EDGES_5",
@@ -201,21 +199,10 @@ def format_mean_std(values: Iterable[float], scale: float = 100, digits: int = 1
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
 
 
-def summary_markdown(summary: dict[str, dict[str, Any]], n_splits: int, on: str) -> list[str]:
-    """The report lines for mean ± std over splits, then the confusion-matrix heading (shared by the
-    linear-head and fusion-network reports)."""
-    return ["", f"**Mean ± std over {n_splits} split(s) ({on}):** UA {summary['UA']['text']}, "
-            f"WA {summary['WA']['text']}, macro-F1 {summary['macro_f1']['text']}", "",
-            "Confusion matrix (rows true, columns predicted, summed over splits):", ""]
+SUMMARY_KEYS = ("UA", "WA", "macro_f1", "weighted_f1")
 
 
-def confusion_markdown(labels: Sequence[str], cm: Sequence[Sequence[int]]) -> list[str]:
-    """A confusion matrix as Markdown table lines (rows true, columns predicted)."""
-    lines = ["| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    return lines + [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(labels, cm)]
-
-
-def summarize_folds(folds: Sequence[dict[str, Any]], keys: Sequence[str] = ("UA", "WA", "macro_f1")) -> dict[str, dict[str, Any]]:
+def summarize_folds(folds: Sequence[dict[str, Any]], keys: Sequence[str] = SUMMARY_KEYS) -> dict[str, dict[str, Any]]:
     """``{metric: {"mean", "std", "text"}}`` over the splits' ``f["metrics"][metric]`` (the run reports)."""
     out = {}
     for k in keys:

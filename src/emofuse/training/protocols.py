@@ -16,56 +16,43 @@ Every protocol is a function ``(items, **params) -> list[Split]`` registered in 
 
 Rules shared by all protocols:
 
-* Ids in a :class:`Split` are :func:`item_key` strings ``"<corpus>/<id>"``: item ids are only unique
-  within a corpus, and multi-corpus protocols (``loco``) must not confuse two corpora's items.
+* Ids in a :class:`Split` are :func:`~emofuse.corpora.item_key` strings ``"<corpus>/<id>"``: item ids are
+  only unique within a corpus, and multi-corpus protocols (``loco``) must not confuse two corpora's items.
 * Speakers are likewise compared as ``"<corpus>/<speaker>"`` (speaker "01" of two corpora are two
   people). Items with ``speaker=None`` cannot leak a speaker and are ignored by the speaker check.
 * Validation data always comes from the *training* pool (never the test fold/speaker/corpus), so model
-  selection never sees test speakers. When speakers are known it is carved by whole speakers.
+  selection never sees test speakers. When speakers are known it is carved by whole speakers; with
+  ``val_group = FIELD`` (e.g. ``"dialogue"`` for MELD, ``"video"`` for MOSI) by whole values of
+  ``item.extra[FIELD]`` instead, ``val_fraction`` of them chosen by a seeded hash of the value, so that the
+  language variants of one corpus (``mosi-en``, ``mosi-zh``) hold out the same clips.
+* :func:`inner_folds` cuts a training pool into speaker-disjoint (fit, validation) pairs for
+  hyper-parameter selection by cross-validation inside a split.
 * ``labelled_only=True`` (default) drops items whose ``label`` is None: they cannot be scored by a
   classifier, and keeping them would silently change fold sizes.
 * Everything is deterministic given ``seed``: items are sorted by key first (input order does not
   matter) and each fold draws from its own ``numpy`` generator seeded with ``(seed, fold index)``.
 * Speaker-independent protocols (kfold, loso, loco) verify their output with
-  :func:`check_speaker_independent` and raise ValueError naming a leaking speaker.
+  :func:`check_speaker_independent` and raise ValueError naming a leaking speaker. Bad parameters or data
+  raise :class:`~emofuse.errors.InputError` (a ValueError) naming the fix.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..corpora.manifest import Item
+from ..corpora.manifest import Item, item_key, speaker_key
+from ..errors import InputError
+from ..registry import Registry
 
-__all__ = [
-    "PROTOCOLS",
-    "Protocol",
-    "Split",
-    "check_speaker_independent",
-    "holdout",
-    "item_key",
-    "kfold",
-    "loco",
-    "loso",
-    "make_splits",
-    "random_split",
-    "speaker_key",
-]
+__all__ = ["PROTOCOLS", "Protocol", "Split", "carve_val", "check_speaker_independent", "holdout", "inner_folds",
+           "kfold", "loco", "loso", "make_splits", "random_split"]
 
 PARTS = ("train", "val", "test")
-
-
-def item_key(item: Item) -> str:
-    """The id used in a :class:`Split`: ``"<corpus>/<id>"`` (``(corpus, id)`` is unique across corpora)."""
-    return f"{item.corpus}/{item.id}"
-
-
-def speaker_key(item: Item) -> str | None:
-    """``"<corpus>/<speaker>"``, or None when the speaker is unknown."""
-    return None if item.speaker is None else f"{item.corpus}/{item.speaker}"
 
 
 @dataclass(frozen=True)
@@ -140,11 +127,11 @@ def _prepare(items: Sequence[Item], labelled_only: bool) -> list[Item]:
     """Labelled items (if asked), sorted by key so that input order never changes a split."""
     out = [it for it in items if not labelled_only or it.label is not None]
     if not out:
-        raise ValueError("no items to split" + (" (all unlabelled; pass labelled_only=False?)" if items else ""))
+        raise InputError("no items to split" + (" (all unlabelled; pass labelled_only=False?)" if items else ""))
     keys = [item_key(it) for it in out]
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"item {dup!r} appears twice in the items")
+        raise InputError(f"item {dup!r} appears twice in the items")
     return sorted(out, key=item_key)
 
 
@@ -156,13 +143,13 @@ def _rng(seed: int, index: int) -> np.random.Generator:
 def _n_of(spec: int | float, n: int, what: str) -> int:
     """A count (int) or fraction of ``n`` (float in [0, 1)) -> a count, at least 1 for a non-zero fraction."""
     if isinstance(spec, bool) or not isinstance(spec, (int, float)):
-        raise TypeError(f"{what} must be an int count or a float fraction, not {spec!r}")
+        raise InputError(f"{what} must be an int count or a float fraction, not {spec!r}")
     if isinstance(spec, float):
         if not 0.0 <= spec < 1.0:
-            raise ValueError(f"{what}={spec}: a fraction must be in [0, 1)")
+            raise InputError(f"{what}={spec}: a fraction must be in [0, 1)")
         return 0 if spec == 0.0 else max(1, round(spec * n))
     if spec < 0:
-        raise ValueError(f"{what}={spec} must be >= 0")
+        raise InputError(f"{what}={spec} must be >= 0")
     return spec
 
 
@@ -187,13 +174,25 @@ def _stratified(items: Sequence[Item], fractions: Sequence[float], rng: np.rando
     return parts
 
 
+def _group_value(it: Item, field: str | None) -> object:
+    return None if field in (None, "speaker") else it.extra.get(field)  # type: ignore[arg-type]
+
+
 def carve_val(pool: Sequence[Item], rng: np.random.Generator, val_speakers: int | float,
-               val_fraction: float) -> tuple[list[Item], list[Item]]:
+              val_fraction: float, val_group: str | None = None) -> tuple[list[Item], list[Item]]:
     """Split a training pool into (train, val). Items with a known speaker go by whole speakers
     (``val_speakers`` of them, at least one speaker always left for training) so that val measures
     generalisation to new speakers and never shares a speaker with train; items without a speaker
     (``val_fraction`` of them) are stratified by label. Done per corpus, so that every training corpus
-    is represented in val in proportion."""
+    is represented in val in proportion.
+
+    ``val_group`` = an ``extra`` field (e.g. ``"dialogue"``): items that have it go by whole values of it
+    instead, each value held out with probability ``val_fraction`` by a hash seeded once per call, so
+    that two corpora sharing the values (translations of one corpus) hold out the same groups."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction={val_fraction}: a fraction must be in [0, 1)")
+    by_field = val_group not in (None, "speaker")
+    salt = int(rng.integers(2**31)) if by_field else 0
     by_corpus: dict[str, list[Item]] = defaultdict(list)
     for it in pool:
         by_corpus[it.corpus].append(it)
@@ -201,6 +200,13 @@ def carve_val(pool: Sequence[Item], rng: np.random.Generator, val_speakers: int 
     val: list[Item] = []
     for corpus in sorted(by_corpus):
         group = by_corpus[corpus]
+        if by_field:
+            for it in group:
+                g = _group_value(it, val_group)
+                if g is not None:
+                    held = zlib.crc32(f"{salt}:{g}".encode()) / 2**32 < val_fraction
+                    (val if held else train).append(it)
+            group = [it for it in group if _group_value(it, val_group) is None]
         speakers = sorted({it.speaker for it in group if it.speaker is not None})
         n = min(_n_of(val_speakers, len(speakers), "val_speakers"), max(len(speakers) - 1, 0))
         chosen = {speakers[j] for j in rng.permutation(len(speakers))[:n]}
@@ -215,6 +221,27 @@ def carve_val(pool: Sequence[Item], rng: np.random.Generator, val_speakers: int 
     return train, val
 
 
+def inner_folds(pool: Sequence[Item], k: int, seed: int) -> list[tuple[list[Item], list[Item]]]:
+    """``k`` (fit, validation) pairs over ``pool`` with disjoint speakers (``corpus/speaker``): the sorted
+    speakers, permuted with ``seed``, are dealt into ``k`` groups (leave-one-speaker-out when there are at
+    most ``k``); each group is validation once. For choosing hyper-parameters on a split's training part."""
+    if k < 2:
+        raise InputError(f"select_folds={k}: cross-validation needs at least 2 folds (or 0 to select on the "
+                         "split's validation part)")
+    missing = [it for it in pool if it.speaker is None]
+    if missing:
+        raise InputError(f"select_folds needs a speaker for every item; {len(missing)} have none (e.g. "
+                         f"{item_key(missing[0])!r}); set model.select_folds = 0 for such corpora")
+    speakers = sorted({speaker_key(it) for it in pool})  # type: ignore[type-var]
+    if len(speakers) < 2:
+        raise InputError(f"select_folds needs at least 2 training speakers; found {speakers}")
+    k = min(k, len(speakers))
+    order = np.random.default_rng(seed).permutation(len(speakers))
+    parts = [{speakers[j] for j in order[i::k]} for i in range(k)]
+    return [([it for it in pool if speaker_key(it) not in p], [it for it in pool if speaker_key(it) in p])
+            for p in parts]
+
+
 def _split(name: str, train: Iterable[Item], val: Iterable[Item], test: Iterable[Item],
            items: Sequence[Item], speaker_independent: bool) -> Split:
     s = Split(name, tuple(sorted(map(item_key, train))), tuple(sorted(map(item_key, val))),
@@ -227,7 +254,7 @@ def _split(name: str, train: Iterable[Item], val: Iterable[Item], test: Iterable
 def _need_speakers(items: Sequence[Item], protocol: str) -> None:
     missing = [it for it in items if it.speaker is None]
     if missing:
-        raise ValueError(f"{protocol} needs a speaker for every item; {len(missing)} have none "
+        raise InputError(f"{protocol} needs a speaker for every item; {len(missing)} have none "
                          f"(e.g. {item_key(missing[0])!r}); use holdout or random for such corpora")
 
 
@@ -235,7 +262,7 @@ def _need_speakers(items: Sequence[Item], protocol: str) -> None:
 
 
 def holdout(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
-            val_fraction: float = 0.1, labelled_only: bool = True) -> list[Split]:
+            val_fraction: float = 0.1, val_group: str | None = None, labelled_only: bool = True) -> list[Split]:
     """The official splits: ``train``; ``val`` and ``dev`` (both as validation); ``test``.
 
     Items without a split are left out. If no item is in val/dev, validation is carved from train,
@@ -251,16 +278,16 @@ def holdout(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float =
         if it.split is not None:
             parts["val" if it.split == "dev" else it.split].append(it)
     if not parts["train"]:
-        raise ValueError("holdout needs items with split='train'; this corpus has no official split "
+        raise InputError("holdout needs items with split='train'; this corpus has no official split "
                          "(use kfold, loso or random)")
     train, val = parts["train"], parts["val"]
     if not val:
-        train, val = carve_val(train, _rng(seed, 0), val_speakers, val_fraction)
+        train, val = carve_val(train, _rng(seed, 0), val_speakers, val_fraction, val_group)
     return [_split("holdout", train, val, parts["test"], its, speaker_independent=False)]
 
 
 def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int | float = 0.2,
-          val_fraction: float = 0.1, labelled_only: bool = True) -> list[Split]:
+          val_fraction: float = 0.1, val_group: str | None = None, labelled_only: bool = True) -> list[Split]:
     """Speaker-independent k-fold cross-validation, one Split per fold (every item tested once).
 
     When items carry ``fold`` (EmoBox folds: the fold in which the item is a test item), those folds
@@ -274,7 +301,7 @@ def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int
     if any(has_fold):
         if not all(has_fold):
             bad = next(it for it in its if it.fold is None)
-            raise ValueError(f"kfold: some items have a fold and some not (e.g. {item_key(bad)!r}); "
+            raise InputError(f"kfold: some items have a fold and some not (e.g. {item_key(bad)!r}); "
                              "assign every item a fold, or clear them all to use GroupKFold")
         tests = [(f"fold{f}", [it for it in its if it.fold == f]) for f in sorted({it.fold for it in its})]
     else:
@@ -282,7 +309,7 @@ def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int
         groups = [speaker_key(it) for it in its]
         n_spk = len(set(groups))
         if not 2 <= k <= n_spk:
-            raise ValueError(f"kfold: k={k} must be between 2 and the number of speakers ({n_spk})")
+            raise InputError(f"kfold: k={k} must be between 2 and the number of speakers ({n_spk})")
         from sklearn.model_selection import GroupKFold  # the `train` extra
 
         tests = [(f"fold{i + 1}", [its[j] for j in te])
@@ -291,30 +318,31 @@ def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int
     for i, (name, test) in enumerate(tests):
         test_keys = {item_key(it) for it in test}
         train, val = carve_val([it for it in its if item_key(it) not in test_keys], _rng(seed, i),
-                                val_speakers, val_fraction)
+                               val_speakers, val_fraction, val_group)
         out.append(_split(name, train, val, test, its, speaker_independent=True))
     return out
 
 
 def loso(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
-         labelled_only: bool = True) -> list[Split]:
+         val_group: str | None = None, labelled_only: bool = True) -> list[Split]:
     """Leave-one-speaker-out: one Split per speaker (sorted by ``corpus/speaker``) testing on that
     speaker; validation speakers drawn (seeded, per split) from the remaining speakers."""
     its = _prepare(items, labelled_only)
     _need_speakers(its, "loso")
     speakers = sorted({speaker_key(it) for it in its})  # type: ignore[type-var]  # all known above
     if len(speakers) < 2:
-        raise ValueError(f"loso needs at least 2 speakers; found {speakers}")
+        raise InputError(f"loso needs at least 2 speakers; found {speakers}")
     out = []
     for i, s in enumerate(speakers):
         test = [it for it in its if speaker_key(it) == s]
-        train, val = carve_val([it for it in its if speaker_key(it) != s], _rng(seed, i), val_speakers, 0.1)
+        train, val = carve_val([it for it in its if speaker_key(it) != s], _rng(seed, i), val_speakers, 0.1,
+                               val_group)
         out.append(_split(f"loso-{s}", train, val, test, its, speaker_independent=True))
     return out
 
 
 def loco(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
-         val_fraction: float = 0.1, labelled_only: bool = True) -> list[Split]:
+         val_fraction: float = 0.1, val_group: str | None = None, labelled_only: bool = True) -> list[Split]:
     """Leave-one-corpus-out: one Split per corpus (sorted), training on all the other corpora and
     testing on the one left out (cross-corpus generalisation). Validation is carved from each training
     corpus by speaker (by label where speakers are unknown), so the left-out corpus is never seen
@@ -323,11 +351,12 @@ def loco(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.
     its = _prepare(items, labelled_only)
     corpora = sorted({it.corpus for it in its})
     if len(corpora) < 2:
-        raise ValueError(f"loco needs items from at least 2 corpora; found {corpora}")
+        raise InputError(f"loco needs items from at least 2 corpora; found {corpora}")
     out = []
     for i, c in enumerate(corpora):
         test = [it for it in its if it.corpus == c]
-        train, val = carve_val([it for it in its if it.corpus != c], _rng(seed, i), val_speakers, val_fraction)
+        train, val = carve_val([it for it in its if it.corpus != c], _rng(seed, i), val_speakers, val_fraction,
+                               val_group)
         out.append(_split(f"loco-{c}", train, val, test, its, speaker_independent=True))
     return out
 
@@ -341,9 +370,9 @@ def random_split(items: Sequence[Item], *, seed: int = 0, val_fraction: float = 
     """
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= f < 1.0:
-            raise ValueError(f"random: {name}={f} must be in [0, 1)")
+            raise InputError(f"random: {name}={f} must be in [0, 1)")
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError("random: val_fraction + test_fraction must be < 1")
+        raise InputError("random: val_fraction + test_fraction must be < 1")
     its = _prepare(items, labelled_only)
     train, val, test = _stratified(its, [val_fraction, test_fraction], _rng(seed, 0))
     return [_split("random", train, val, test, its, speaker_independent=False)]
@@ -351,18 +380,22 @@ def random_split(items: Sequence[Item], *, seed: int = 0, val_fraction: float = 
 
 Protocol = Callable[..., list[Split]]
 
-PROTOCOLS: dict[str, Protocol] = {
+PROTOCOLS: Registry[Protocol] = Registry("protocol", {
     "holdout": holdout,
     "kfold": kfold,
     "loso": loso,
     "loco": loco,
     "random": random_split,
-}
+})
 
 
 def make_splits(name: str, items: Sequence[Item], **params: object) -> list[Split]:
-    """``PROTOCOLS[name](items, **params)`` with a ValueError listing the known names."""
-    key = name.strip().lower()
-    if key not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[key](items, **params)
+    """``PROTOCOLS[name](items, **params)``; UnknownNameError lists the protocols, InputError names a
+    parameter the protocol does not take."""
+    fn = PROTOCOLS[name.strip().lower()]
+    try:
+        return fn(items, **params)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        raise InputError(f"protocol {name}: {e}; see emofuse.training.protocols.{fn.__name__}") from None

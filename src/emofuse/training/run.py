@@ -1,400 +1,556 @@
-"""Config-driven training runs: corpora -> cached features -> protocol splits -> linear heads -> report.
+"""Config-driven training runs: corpora -> cached features -> protocol splits -> a linear head or a fusion
+network per split -> figures, report and (optionally) the saved model.
 
     from emofuse.training.config import load_config
-    from emofuse.training.run import run
+    from emofuse.training.run import run, evaluate_head
     result = run(load_config("configs/voice_ravdess_kfold.toml"), workers=2)
 
-    emofuse train configs/voice_ravdess_kfold.toml [--workers N] [--save-head]
-    emofuse evaluate --head out/head.safetensors --corpus meld --data ../shared/data \
-        --extractor text-minilm-l6 [--split test|val|all]
+    emofuse train configs/ship_voice_whisper_base.toml [--workers N] [--save PATH]
+    emofuse evaluate --head H.safetensors --corpus meld --data ../shared/data [--split test|val|all]
 
-Per split, C is chosen on the split's VALIDATION part only (UA, ties to the smaller C); the head fitted on
-the training part with that C is evaluated once on the test part. A split without test items (e.g. a
-holdout corpus whose test labels are withheld) is evaluated on its validation part and labelled
-"validation" everywhere; C is then chosen on a part carved from its training items (as the protocols
-carve validation), never on the data it is evaluated on.
+**Selection never sees what is evaluated.** Per split, the evaluated part is the split's test part, or its
+validation part when it has no test items (a holdout corpus whose test labels are withheld; every figure
+is then labelled "validation"). Hyper-parameters are chosen on data outside it:
+
+* linear heads: every (C, class weight, corpus weight) of the grid is scored by ``model.select`` (UA by
+  default; per corpus and averaged when a table) on the split's validation part, or on
+  ``model.select_folds`` speaker-disjoint folds of its training part, or — when the validation part is
+  the evaluated one — on a part carved from the training items as the protocols carve validation. Ties go
+  to the smaller C. ``data.train_views`` add rows (other poolings of the same training items) to every
+  fit, never to a selection or evaluation part.
+* networks: the epoch is chosen on the split's validation part (:func:`emofuse.training.networks.fit`).
+
+**Saved models** (``save``): a linear head is fitted on every item some split of the first protocol
+fitted or selected on (for k-fold and leave-one-out protocols: all items; for holdout: its training
+split), with the grid point of the best mean selection score over that protocol's splits; its metadata
+records every protocol's figures. A network checkpoint is the first split's network (epoch chosen on its
+validation part), as the figures describe.
 
 ``data.normalize`` ("corpus" or "speaker") z-scores the features within each corpus or speaker, using
 that group's own (unlabelled) features, test speakers included: the usual speaker normalisation of
-cross-corpus speech emotion work. It is transductive, so the report says so.
+cross-corpus speech emotion work. It is transductive, so the report says so, and no head trained this
+way can be saved for ``analyze``.
 
-Outputs in ``cfg.out``: ``config.toml`` (the run's config), ``results.json``, ``report.md``,
-``confusion.png``, ``curves.png`` (training and validation UA along the C grid, per split) and, with ``save_head``, ``head.safetensors`` (fitted on all labelled data with the
-median chosen C).
+Outputs in ``cfg.out``: ``config.toml``, ``results.json``, ``fold-<split>.json``, ``report.md``,
+``confusion.png`` and ``curves.png``.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import dataclasses
+import itertools
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..corpora import prepare
-from ..corpora.manifest import Item
-from ..errors import EmofuseError, InputError
-from ..taxonomy import EMOTIONS
-from .config import TrainConfig, config_to_dict, dump_config, load_config
-from .metrics import classification_metrics, confusion_markdown, summarize_folds, summary_markdown
-from .protocols import item_key, make_splits
+from ..corpora.manifest import Item, item_key
+from ..errors import InputError
+from .config import TrainConfig, config_to_dict, dump_config
+from .data import Labelled, labelled, modalities, normalize, regression_items, source_description, subsample, vectors
+from .metrics import SUMMARY_KEYS, classification_metrics, regression_metrics, summarize_folds
+from .protocols import Split, carve_val, inner_folds, make_splits
+from .report import plot_c_curves, plot_confusion, plot_epoch_curves, report_markdown
 
-__all__ = ["evaluate_main", "load_data", "run", "train_main"]
-
-
-
-# ------------------------------------------------------------------------------------------- data
+__all__ = ["evaluate_head", "run"]
 
 
-def _subsample(items: list[Item], limit: int | None, seed: int) -> list[Item]:
-    """A seeded subsample of ``limit`` items (sorted by key first, so input order does not matter)."""
-    if limit is None or len(items) <= limit:
-        return items
-    items = sorted(items, key=item_key)
-    idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(items))[:limit])
-    return [items[i] for i in idx]
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
 
 
-def load_data(cfg: TrainConfig, workers: int = 1, progress: bool = True) -> tuple[list[Item], np.ndarray, dict[str, Any]]:
-    """Labelled items of the config's corpora (concatenated), their features (extracted into the cache
-    where missing) and a small info dict (warnings, failed items)."""
-    from ..extract import extract, load_features
-
-    items: list[Item] = []
-    warnings: list[str] = []
-    for name in cfg.data.corpora:
-        m = prepare(name, cfg.data.root)
-        warnings.extend(m.warnings)
-        labelled = [it for it in m if it.label is not None]
-        if not labelled:
-            raise InputError(f"corpus {name} at {cfg.data.root} has no labelled items")
-        items.extend(_subsample(labelled, cfg.data.limit, cfg.seed))
-    cache = Path(cfg.data.cache)
-    rep = extract(items, cfg.data.extractor, cache, workers=workers, progress=progress)
-    failed = {i for i, _ in rep.failures}
-    if failed:
-        warnings.append(f"{len(failed)} items failed feature extraction and are left out "
-                        f"(e.g. {sorted(failed)[0]!r})")
-        items = [it for it in items if it.id not in failed]
-    _, X = load_features(items, cfg.data.extractor, cache)
-    info = {"warnings": warnings, "n_failed": len(failed), "extract": {"cached": rep.n_cached, "computed": rep.n_done}}
-    return items, X, info
+# ------------------------------------------------------------------------------------------- linear heads
 
 
-def normalize(X: np.ndarray, items: Sequence[Item], mode: str) -> np.ndarray:
-    """Z-score the rows of ``X`` within each corpus or speaker (items without a speaker: their corpus)."""
-    if mode == "none":
-        return X
-    if mode not in ("corpus", "speaker"):
-        raise InputError(f"normalize must be 'none', 'corpus' or 'speaker', not {mode!r}")
-    groups = [it.corpus if mode == "corpus" or it.speaker is None else f"{it.corpus}/{it.speaker}" for it in items]
-    out = np.empty_like(X, dtype=np.float32)
-    for g in set(groups):
-        rows = np.flatnonzero([x == g for x in groups])
-        out[rows] = (X[rows] - X[rows].mean(axis=0)) / (X[rows].std(axis=0) + 1e-6)
-    return out
+GridPoint = tuple[float, "str | None", tuple[tuple[str, float], ...]]  # C, class weight, corpus weights
 
 
-# ------------------------------------------------------------------------------------------- fitting
+class _Linear:
+    """Per-split fitting of linear heads (see the module docstring)."""
 
+    def __init__(self, cfg: TrainConfig, data: Labelled, X: np.ndarray, views: list[np.ndarray]) -> None:
+        assert cfg.model is not None
+        self.cfg, self.m, self.data, self.X, self.views = cfg, cfg.model, data, X, views
+        self.y = np.array(data.y, dtype=object)
+        self.corpus = np.array([it.corpus for it in data.items], dtype=object)
+        self.row = {item_key(it): n for n, it in enumerate(data.items)}
+        weights = [[(c, w) for w in ws] for c, ws in self.m.corpus_weight]
+        self.options = [(cw, tuple(wt)) for cw in self.m.class_weights for wt in itertools.product(*weights)]
+        self.curves: list[dict[GridPoint, float]] = []  # first protocol's selection scores, per split
+        self.fitted_rows: set[int] = set()
 
-def _present(labels: Sequence[str]) -> list[str]:
-    s = set(labels)
-    return [e for e in EMOTIONS if e in s]
+    # -- pieces
 
+    def _rows(self, items: Sequence[Item]) -> list[int]:
+        return sorted(self.row[item_key(it)] for it in items)
 
-def _fit(X: np.ndarray, y: Sequence[str], C: float, cfg: TrainConfig, meta: dict[str, Any] | None = None):
-    from .linear import fit_head
+    def _fit_data(self, rows: Sequence[int], wt: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray, Any]:
+        rows = list(rows)
+        X = np.vstack([self.X[rows]] + [v[rows] for v in self.views])
+        y = np.tile(self.y[rows], 1 + len(self.views))
+        w = None
+        if wt:
+            per = dict(wt)
+            w = np.tile(np.array([per.get(c, 1.0) for c in self.corpus[rows]], dtype=np.float64), 1 + len(self.views))
+        return X, y, w
 
-    return fit_head(X, list(y), _present(y), C, meta or {}, class_weight=cfg.model.class_weight, seed=cfg.seed)
+    def score(self, rows: Sequence[int], pred: Sequence[str]) -> float:
+        """The selection score of predictions ``pred`` on ``rows``."""
+        sel = self.m.select
+        labels = self.data.labels
+        if isinstance(sel, str):
+            return classification_metrics(list(self.y[list(rows)]), list(pred), labels)[sel]
+        pred = np.asarray(pred, dtype=object)
+        rows = np.asarray(rows)
+        vals = []
+        for corpus, metric in sel:
+            k = self.corpus[rows] == corpus
+            if k.any():
+                vals.append(classification_metrics(list(self.y[rows[k]]), list(pred[k]), labels)[metric])
+        return float(np.mean(vals))
 
+    def _feature(self) -> Any:
+        from ..checkpoints import FeatureSpec
 
-def _predict(head: Any, X: np.ndarray) -> list[str]:
-    if len(X) == 0:
-        return []
-    return [EMOTIONS[i] for i in head.predict_proba(X).argmax(axis=1)]
+        return FeatureSpec.of_extractor(self.cfg.data.extractor or "", self.X.shape[1])  # type: ignore[arg-type]
 
+    def _head(self, rows: Sequence[int], point: GridPoint, meta: dict[str, Any] | None = None) -> Any:
+        from .linear import fit_head
 
-def choose_C(Xtr: np.ndarray, ytr: Sequence[str], Xva: np.ndarray, yva: Sequence[str], cfg: TrainConfig,
-             labels: Sequence[str], curve: dict[str, float] | None = None) -> tuple[float, dict[str, float], Any]:
-    """The C of the grid with the best validation UA (ties: the smaller C), the scores, and its head.
-    Only training and validation data are passed in: test labels cannot influence the choice.
-    ``curve``, when given, receives the training UA per C (the other half of the training curve)."""
-    grid = sorted(cfg.model.C_grid)
-    if len(yva) == 0:
-        if len(grid) > 1:
-            raise InputError(f"{cfg.name}: a split has no validation items, so C cannot be chosen from "
-                             f"C_grid={list(grid)}; give a single C or a protocol with validation data")
-        return grid[0], {}, _fit(Xtr, ytr, grid[0], cfg)
-    best: tuple[float, float, Any] | None = None
-    scores: dict[str, float] = {}
-    for C in grid:
-        head = _fit(Xtr, ytr, C, cfg)
-        ua = classification_metrics(list(yva), _predict(head, Xva), labels)["UA"]
-        scores[repr(C)] = ua
-        if curve is not None:
-            curve[repr(C)] = classification_metrics(list(ytr), _predict(head, Xtr), labels)["UA"]
-        if best is None or ua > best[1] + 1e-12:
-            best = (C, ua, head)
-    assert best is not None
-    return best[0], scores, best[2]
+        C, cw, wt = point
+        X, y, w = self._fit_data(rows, wt)
+        return fit_head(X, list(y), self.data.labels, C, self._feature(), meta, cw, self.cfg.seed, w)
 
+    def grid_scores(self, pairs: Sequence[tuple[list[int], list[int]]]
+                    ) -> tuple[dict[GridPoint, float], dict[GridPoint, float]]:
+        """Mean selection score (and mean training score) of every grid point over the (fit, select) pairs."""
+        from ..checkpoints import FeatureSpec
+        from .linear import c_path, to_head
 
-# ------------------------------------------------------------------------------------------- run
+        spec = FeatureSpec("selection", self.X.shape[1])
+        sel: dict[GridPoint, list[float]] = {}
+        tr: dict[GridPoint, list[float]] = {}
+        for cw, wt in self.options:
+            for fit_rows, sel_rows in pairs:
+                X, y, w = self._fit_data(fit_rows, wt)
+                for C, clf, mean, scale in c_path(X, list(y), self.m.C_grid, cw, self.cfg.seed, w):
+                    head = to_head(clf, mean, scale, self.data.labels, spec, {})
+                    sel.setdefault((C, cw, wt), []).append(self.score(sel_rows, head.predict_labels(self.X[sel_rows])))
+                    tr.setdefault((C, cw, wt), []).append(self.score(fit_rows, head.predict_labels(self.X[fit_rows])))
+        return {k: float(np.mean(v)) for k, v in sel.items()}, {k: float(np.mean(v)) for k, v in tr.items()}
 
+    @staticmethod
+    def best(scores: dict[GridPoint, float]) -> GridPoint:
+        """The highest score; ties to the smaller C, then the earlier grid option."""
+        order = list(scores)
+        return max(order, key=lambda k: (round(scores[k], 12), -k[0], -order.index(k)))
 
-def _carve_from_train(train: list[Item], row: dict[str, int], cfg: TrainConfig) -> tuple[list[int], list[int]]:
-    """(train rows, selection rows): a validation part carved from the training items, as the protocols
-    carve one (whole speakers where known, else stratified), seeded by the config."""
-    from .protocols import carve_val
+    # -- a split
 
-    p = cfg.protocol.params
-    tr, va = carve_val(train, np.random.default_rng([cfg.seed, 99]), p.get("val_speakers", 0.2),
-                        float(p.get("val_fraction", 0.1)))
-    if not va:
-        raise InputError(f"{cfg.name}: could not carve a validation part from the training items")
-    return sorted(row[item_key(it)] for it in tr), sorted(row[item_key(it)] for it in va)
-
-
-
-def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save_head: bool = False) -> dict[str, Any]:
-    """Run the experiment of ``cfg``; writes the outputs into ``cfg.out`` and returns the results dict."""
-    t0 = time.perf_counter()
-    if save_head and cfg.data.normalize != "none":
-        raise InputError(f"{cfg.name}: --save-head needs data.normalize = \"none\": `emofuse analyze` sees one "
-                         "recording at a time and cannot z-score per speaker or corpus as training did")
-    items, X, info = load_data(cfg, workers=workers, progress=progress)
-    X = normalize(X, items, cfg.data.normalize)
-    row = {item_key(it): n for n, it in enumerate(items)}
-    splits = make_splits(cfg.protocol.name, items, seed=cfg.seed, **cfg.protocol.params)
-    labels = _present([it.label for it in items])  # type: ignore[misc]
-    folds: list[dict[str, Any]] = []
-    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for sp in splits:
-        ts = time.perf_counter()
-        tr = [row[k] for k in sp.train]
-        va = [row[k] for k in sp.val]
-        te = [row[k] for k in sp.test]
-        y = [it.label for it in items]
+    def split(self, sp: Split, primary: bool) -> tuple[dict[str, Any], list[int], list[str]]:
+        tr, va, te = ([self.row[k] for k in ids] for ids in (sp.train, sp.val, sp.test))
+        items = self.data.items
         if te:
-            on, ev, sel = "test", te, va
-        else:  # no test part: evaluate on val, and choose C on a part carved from train (never on val)
+            on, ev = "test", te
+            if self.m.select_folds:
+                fit = tr + va
+                pairs = [(self._rows(a), self._rows(b)) for a, b in
+                         inner_folds([items[i] for i in fit], self.m.select_folds, self.cfg.seed)]
+            elif va:
+                fit, pairs = tr, [(tr, va)]
+            else:
+                fit, pairs = tr, []
+        else:
             if not va:
                 raise InputError(f"split {sp.name!r} has neither test nor validation items to evaluate on")
             on, ev = "validation", va
-            tr, sel = _carve_from_train([items[i] for i in tr], row, cfg)
-        ytr, ysel = [y[i] for i in tr], [y[i] for i in sel]
-        train_ua: dict[str, float] = {}
-        C, scores, head = choose_C(X[tr], ytr, X[sel], ysel, cfg, labels, train_ua)
-        # only now are the evaluation items' labels read
-        m = classification_metrics([y[i] for i in ev], _predict(head, X[ev]), labels)
+            if self.m.select_folds:
+                fit = tr
+                pairs = [(self._rows(a), self._rows(b)) for a, b in
+                         inner_folds([items[i] for i in tr], self.m.select_folds, self.cfg.seed)]
+            else:  # choose on a part carved from train, never on the evaluated validation part
+                p = self.cfg.protocol.params
+                a, b = carve_val([items[i] for i in tr], np.random.default_rng([self.cfg.seed, 99]),
+                                 p.get("val_speakers", 0.2), float(p.get("val_fraction", 0.1)), p.get("val_group"))
+                if not b:
+                    raise InputError(f"{self.cfg.name}: could not carve a selection part from split {sp.name!r}'s "
+                                     "training items")
+                fit = self._rows(a)
+                pairs = [(fit, self._rows(b))]
+        n_points = len(self.m.C_grid) * len(self.options)
+        if not pairs:
+            if n_points > 1:
+                raise InputError(f"{self.cfg.name}: split {sp.name!r} has no validation items, so the grid of "
+                                 f"{n_points} settings cannot be chosen from; give single values or a protocol with "
+                                 "validation data")
+            scores, train_scores = {(self.m.C_grid[0],) + self.options[0]: float("nan")}, {}
+        else:
+            scores, train_scores = self.grid_scores(pairs)
+        point = self.best(scores) if pairs else next(iter(scores))
+        head = self._head(fit, point)  # evaluation labels are read only after this
+        pred = head.predict_labels(self.X[ev])
+        if primary:
+            self.curves.append(scores)
+            self.fitted_rows |= (set(tr) | set(va) | set(te)) - set(ev)
+        C, cw, wt = point
+        same = [k for k in scores if k[1:] == point[1:]]
+        record = {"n_train": len(fit), "n_select": len(set().union(*(set(b) for _, b in pairs))) if pairs else 0,
+                  "select_folds": self.m.select_folds, "C": C, "class_weight": cw or "none",
+                  "corpus_weight": dict(wt), "val_score_by_C": {repr(k[0]): scores[k] for k in same},
+                  "train_score_by_C": {repr(k[0]): train_scores[k] for k in same if k in train_scores},
+                  "grid": [{"C": k[0], "class_weight": k[1] or "none", "corpus_weight": dict(k[2]), "score": v}
+                           for k, v in scores.items()]}
+        return record | {"evaluated_on": on}, ev, pred
+
+    # -- the final head
+
+    def final(self, result: dict[str, Any]) -> Any:
+        """The head to save: the best mean selection score over the first protocol's splits, fitted on every
+        row those splits fitted or selected on."""
+        keys = list(self.curves[0])
+        mean = {k: float(np.nanmean([c.get(k, np.nan) for c in self.curves])) for k in keys}
+        point = self.best(mean) if len(keys) > 1 else keys[0]
+        rows = sorted(self.fitted_rows)
+        t = time.perf_counter()
+        head = self._head(rows, point)
+        C, cw, wt = point
+        result["final"] = {"C": C, "class_weight": cw or "none", "corpus_weight": dict(wt), "n_items": len(rows),
+                           "n_rows": len(rows) * (1 + len(self.views)), "mean_select_score": mean[point],
+                           "fit_seconds": round(time.perf_counter() - t, 2)}
+        return head
+
+    def regression(self, head: Any, progress: bool, workers: int) -> dict[str, Any]:
+        """Ridge valence/arousal regressors on ``head``'s standardised features (sets head.R, head.c)."""
+        from .linear import fit_ridge
+
+        rc = self.cfg.regression
+        assert rc is not None
+        out: dict[str, Any] = {}
+        R = np.zeros((head.W.shape[0], 2), np.float32)
+        c = np.zeros(2, np.float32)
+        for target, corp_metrics in rc.targets:
+            metric = dict(corp_metrics)
+            per = regression_items(list(metric), self.cfg.data.root, target)
+            train = [it for c_ in per for it in per[c_] if it.split == "train"]
+            evals = {c_: ([it for it in per[c_] if it.split == "test"]
+                          or [it for it in per[c_] if it.split in ("val", "dev")]) for c_ in per}
+            if not train or not all(evals.values()):
+                raise InputError(f"regression.{target}: each corpus needs official train and val/dev/test splits")
+            allits = train + [it for v in evals.values() for it in v]
+            X, failed = vectors(allits, self.cfg.data.extractor or "", self.cfg.data.cache, workers, progress)
+            keep = [n for n, it in enumerate(allits) if it.id not in failed]
+            Z = {item_key(allits[n]): (X[n] - head.mean) / head.scale for n in keep}
+            t = {item_key(it): float(getattr(it, target)) for it in allits}
+            tr_items = [it for it in train if item_key(it) in Z]
+            fit_items, sel_items = carve_val(tr_items, np.random.default_rng([self.cfg.seed, 98]), 0.2,
+                                             rc.val_fraction, rc.val_group)
+
+            def arrays(its: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+                return (np.stack([Z[item_key(it)] for it in its]), np.array([t[item_key(it)] for it in its]))
+
+            def scored(w: np.ndarray, b: float, its: Sequence[Item]) -> float:
+                vals = []
+                for corpus, met in corp_metrics:
+                    own = [it for it in its if it.corpus == corpus]
+                    if own:
+                        Zs, ts = arrays(own)
+                        vals.append(regression_metrics(ts, Zs @ w + b)[met])
+                return float(np.nanmean(vals))
+
+            Zf, tf = arrays(fit_items)
+            scores = {a: scored(*fit_ridge(Zf, tf, a), sel_items) for a in rc.alpha_grid}
+            alpha = max(scores, key=lambda a: (round(scores[a], 12), -a))
+            w, b = fit_ridge(*arrays(tr_items), alpha)
+            by_corpus = {}
+            for corpus, its in evals.items():
+                its = [it for it in its if item_key(it) in Z]
+                Zs, ts = arrays(its)
+                m = regression_metrics(ts, np.clip(Zs @ w + b, -1, 1))
+                by_corpus[corpus] = {"evaluated_on": "test" if its[0].split == "test" else "validation", "n": len(its),
+                                     **{k: m[k] for k in ("Corr", "MAE", "Acc2_non0", "Acc2_has0")}}
+            j = 0 if target == "valence" else 1
+            R[:, j], c[j] = w, b
+            out[target] = {"alpha": alpha, "select_score_by_alpha": {repr(a): v for a, v in scores.items()},
+                           "n_train": len(tr_items), "n_select": len(sel_items), "by_corpus": by_corpus,
+                           "corpora": list(metric)}
+            _log(progress, f"  regression {target}: alpha {alpha:g}, " + ", ".join(
+                f"{k} Corr {v['Corr']:.3f}" for k, v in by_corpus.items()))
+        head.R, head.c = R, c
+        return out
+
+
+# ------------------------------------------------------------------------------------------- networks
+
+
+class _Network:
+    """Per-split training of a fusion network: standardise with the training rows, choose the epoch on the
+    validation rows, score the evaluated rows once."""
+
+    def __init__(self, cfg: TrainConfig, data: Labelled, part: Any, kinds: dict[str, str], threads: int | None) -> None:
+        from ..networks import FusionConfig
+
+        assert cfg.fusion is not None
+        self.cfg, self.data, self.part, self.kinds = cfg, data, part, kinds
+        self.options = cfg.fusion.train if threads is None else dataclasses.replace(cfg.fusion.train, threads=threads)
+        self.config = FusionConfig(dims=tuple((m, int(x.shape[-1])) for m, x in part.inputs.items()),
+                                   n_classes=len(data.labels), **{"regression": False} | cfg.fusion.params)
+        self.row = {item_key(it): n for n, it in enumerate(data.items)}
+        self.first: tuple[Any, dict[str, Any], str] | None = None
+        self.curves: dict[str, list[dict[str, float]]] = {}
+
+    def split(self, sp: Split, primary: bool) -> tuple[dict[str, Any], list[int], list[str]]:
+        from .networks import apply_norm, predict, run_split
+
+        tr, va, te = (np.array([self.row[k] for k in ids], dtype=np.int64) for ids in (sp.train, sp.val, sp.test))
+        if not len(va):
+            raise InputError(f"split {sp.name}: no validation items; fusion training selects its epoch on them")
+        labels = self.data.labels
+        res, vm, _, norm = run_split(self.cfg.fusion.model, self.config, self.part, tr, va, te, labels,  # type: ignore[union-attr]
+                                     self.options)
+        on, ev = ("test", te) if len(te) else ("validation", va)
+        logits = predict(res.model, apply_norm(self.part.take(ev), norm))["logits"]
+        pred = [labels[i] for i in logits.argmax(1)]
+        self.curves[sp.name] = res.history
+        if primary and self.first is None:
+            self.first = (res, {"norm": norm, "val": vm}, sp.name)
+        record = {"evaluated_on": on, "best_epoch": res.best_epoch, "epochs_run": len(res.history),
+                  "seconds": round(res.seconds, 2), "val": {k: vm[k] for k in ("UA", "WA", "macro_f1")},
+                  "history": res.history, "n_params": res.n_params}
+        return record, list(ev), pred
+
+    def save(self, path: Path, result: dict[str, Any]) -> Path:
+        from ..checkpoints import FeatureSpec, save_network
+
+        assert self.first is not None and self.cfg.fusion is not None
+        res, info, split = self.first
+        sources = dict(self.cfg.data.modalities)
+        feats = {}
+        for mod in self.part.inputs:
+            mean, std = (tuple(v.tolist()) for v in info["norm"][mod])
+            src = sources[mod]
+            spec = (FeatureSpec.of_extractor(src, int(self.part.inputs[mod].shape[-1]), mean, std)
+                    if not src.startswith("ravdess_av:") else
+                    FeatureSpec(src, int(self.part.inputs[mod].shape[-1]), self.kinds[mod], source_description(src),
+                                mean, std))
+            feats[mod] = spec.to_dict()
+        first = result["folds"][0]
+        meta = {"features": feats, "labels": self.data.labels, "label_set": self.cfg.data.labels,
+                "training": {"corpora": list(self.cfg.data.corpora), "protocol": self.cfg.protocol.name,
+                             "protocol_params": self.cfg.protocol.params, "fold": split, "seed": self.cfg.seed,
+                             "options": dataclasses.asdict(self.options), "best_epoch": res.best_epoch,
+                             "run": self.cfg.name, "config": config_to_dict(self.cfg)},
+                "metrics": {"validation": {k: info["val"][k] for k in ("UA", "WA", "macro_f1")},
+                            first["evaluated_on"]: {k: first["metrics"][k] for k in ("UA", "WA", "macro_f1")},
+                            "note": f"selected on {split}'s validation part; figures of that split"},
+                "licence": self.cfg.licence}
+        return save_network(path, res.model, self.cfg.fusion.model, meta)
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+
+def _by_corpus(folds: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per evaluated corpus: mean ± std over the splits that evaluate it."""
+    corpora = sorted({c for f in folds for c in f["by_corpus"]})
+    out = {}
+    for c in corpora:
+        own = [{"metrics": f["by_corpus"][c]} for f in folds if c in f["by_corpus"]]
+        out[c] = summarize_folds(own) | {"n_splits": len(own)}
+    return out
+
+
+def _protocol(learner: Any, cfg: TrainConfig, data: Labelled, pc: Any, primary: bool,
+              progress: bool) -> dict[str, Any]:
+    labels = data.labels
+    y = data.y
+    splits = make_splits(pc.name, data.items, seed=cfg.seed, **pc.params)
+    folds = []
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for sp in splits:
+        t = time.perf_counter()
+        record, ev, pred = learner.split(sp, primary)
+        truth = [y[i] for i in ev]
+        m = classification_metrics(truth, pred, labels)
         cm += np.asarray(m["confusion_matrix"], dtype=np.int64)
-        folds.append({"split": sp.name, "evaluated_on": on, "n_train": len(tr), "n_val": len(va), "n_test": len(te),
-                      "n_select": len(sel),
-                      "C": C, "val_UA_by_C": scores, "train_UA_by_C": train_ua,
-                      "speaker_independent": sp.speaker_independent,
-                      "seconds": round(time.perf_counter() - ts, 3), "metrics": m})
-    evaluated_on = sorted({f["evaluated_on"] for f in folds})
-    summary = summarize_folds(folds)
-    result: dict[str, Any] = {
-        "name": cfg.name, "config": config_to_dict(cfg), "protocol": cfg.protocol.name,
-        "evaluated_on": evaluated_on[0] if len(evaluated_on) == 1 else "mixed",
-        "n_items": len(items), "labels": labels, "label_counts": {lab: sum(it.label == lab for it in items) for lab in labels},
-        "feature_dim": int(X.shape[1]), "folds": folds, "summary": summary,
-        "chosen_C": [f["C"] for f in folds], "confusion_matrix": cm.tolist(), "data": info,
-    }
+        corp = np.array([data.items[i].corpus for i in ev], dtype=object)
+        by = {}
+        for c in sorted(set(corp)):
+            k = np.flatnonzero(corp == c)
+            mc = classification_metrics([truth[i] for i in k], [pred[i] for i in k], labels)
+            by[c] = {key: mc[key] for key in SUMMARY_KEYS} | {"n": int(len(k))}
+        folds.append({"split": sp.name, "n_train": len(sp.train), "n_val": len(sp.val), "n_test": len(sp.test),
+                      "speaker_independent": sp.speaker_independent, "seconds": round(time.perf_counter() - t, 3),
+                      **record, "metrics": m, "by_corpus": by})
+        _log(progress, f"  {pc.name} {sp.name}: {record['evaluated_on']} UA {100 * m['UA']:.1f} WA {100 * m['WA']:.1f}")
+    on = sorted({f["evaluated_on"] for f in folds})
+    return {"protocol": pc.name, "params": dict(pc.params), "evaluated_on": on[0] if len(on) == 1 else "mixed",
+            "folds": folds, "summary": summarize_folds(folds), "by_corpus": _by_corpus(folds),
+            "confusion_matrix": cm.tolist()}
+
+
+def _metrics_record(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures a saved head records: per protocol, mean ± std overall and per evaluated corpus."""
+    def lite(p: dict[str, Any]) -> dict[str, Any]:
+        return {"evaluated_on": p["evaluated_on"], "splits": len(p["folds"]),
+                "summary": {k: {"mean": round(v["mean"], 4), "std": round(v["std"], 4)} for k, v in p["summary"].items()},
+                "by_corpus": {c: {k: ({"mean": round(v["mean"], 4), "std": round(v["std"], 4)} if isinstance(v, dict)
+                                      else v) for k, v in s.items()} for c, s in p["by_corpus"].items()}}
+
+    out = {p["protocol"]: lite(p) for p in [result] + result.get("other_protocols", [])}
+    if result.get("regression"):
+        out["regression"] = {t: {"alpha": r["alpha"], "by_corpus": r["by_corpus"]} for t, r in result["regression"].items()}
+    return out
+
+
+def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save: str | Path | None = None,
+        threads: int | None = None) -> dict[str, Any]:
+    """Run the experiment of ``cfg`` (see the module docstring); writes the outputs into ``cfg.out``,
+    the trained head or network to ``save`` when given, and returns the results dict."""
+    t0 = time.perf_counter()
+    if save is not None and cfg.data.normalize != "none":
+        raise InputError(f"{cfg.name}: saving needs data.normalize = \"none\": `emofuse analyze` sees one "
+                         "recording at a time and cannot z-score per speaker or corpus as training did")
+    if cfg.fusion is not None and cfg.fusion.params.get("regression"):
+        raise InputError(f"{cfg.name}: fusion.regression = true, but no corpus here gives valence targets to a "
+                         "fusion run, so the valence head would never be trained; leave it out")
+    data = labelled(cfg.data.corpora, cfg.data.root, cfg.data.labels, cfg.data.limit, cfg.seed)
+    info: dict[str, Any] = {"warnings": list(data.warnings)}
+    result: dict[str, Any] = {"name": cfg.name, "kind": cfg.kind, "config": config_to_dict(cfg)}
+    learner: Any
+    if cfg.kind == "linear":
+        extractor = cfg.data.extractor or ""
+        info["extract"] = {}
+        X, failed = vectors(data.items, extractor, cfg.data.cache, workers, progress, info["extract"])
+        views = [vectors(data.items, v, cfg.data.cache, workers, progress, info["extract"]) for v in cfg.data.train_views]
+        failed |= set().union(*(f for _, f in views))
+        if failed:
+            info["warnings"].append(f"{len(failed)} items failed feature extraction and are left out "
+                                    f"(e.g. {sorted(failed)[0]!r})")
+        keep = [n for n, it in enumerate(data.items) if it.id not in failed]
+        data = data.take(keep)
+        X = normalize(X[keep], data.items, cfg.data.normalize)
+        vx = [normalize(v[keep], data.items, cfg.data.normalize) for v, _ in views]
+        info["n_failed"] = len(failed)
+        learner = _Linear(cfg, data, X, vx)
+        result |= {"feature_dim": int(X.shape[1]), "select_metric": cfg.model.select if isinstance(  # type: ignore[union-attr]
+            cfg.model.select, str) else " / ".join(f"{c}: {m}" for c, m in cfg.model.select)}  # type: ignore[union-attr]
+    else:
+        from .networks import Part
+
+        data, inputs, masks, kinds = modalities(data, cfg.data.corpora[0], cfg.data.root, dict(cfg.data.modalities),
+                                                cache=cfg.data.cache, workers=workers, progress=progress)
+        info["warnings"] = list(data.warnings)
+        lab = {c: i for i, c in enumerate(data.labels)}
+        part = Part(inputs, np.array([lab[c] for c in data.y], dtype=np.int64), None, masks)
+        learner = _Network(cfg, data, part, kinds, threads)
+        result |= {"sources": dict(cfg.data.modalities), "kinds": kinds}
+    result |= {"corpora": list(cfg.data.corpora), "labels": data.labels, "n_items": len(data.items),
+               "label_counts": {c: data.y.count(c) for c in data.labels}, "data": info}
+
+    from threadpoolctl import threadpool_limits  # many small BLAS fits: threads only oversubscribe the cores
+
+    with threadpool_limits(threads or 1) if cfg.kind == "linear" else contextlib.nullcontext():
+        protos = [_protocol(learner, cfg, data, pc, i == 0, progress) for i, pc in enumerate(cfg.protocols)]
+        result |= {k: v for k, v in protos[0].items()} | {"other_protocols": protos[1:]}
+        if cfg.kind == "linear":
+            result["chosen_C"] = [f["C"] for f in result["folds"]]
+            head = learner.final(result) if (save is not None or cfg.regression is not None) else None
+            if cfg.regression is not None:
+                result["regression"] = learner.regression(head, progress, workers)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if save_head:
-        Cs = sorted(f["C"] for f in folds)
-        C_final = Cs[(len(Cs) - 1) // 2]  # lower median: a value of the grid
-        head = _fit(X, [it.label for it in items], C_final, cfg, _head_meta(cfg, items, result, C_final))
-        head.save(out / "head.safetensors")
-        result["head"] = {"path": str(out / "head.safetensors"), "C": C_final}
-    result["seconds"] = round(time.perf_counter() - t0, 3)
+    if save is not None:
+        if cfg.kind == "linear":
+            head.meta = _head_meta(cfg, result, time.perf_counter() - t0)
+            from ..checkpoints import save_head
+
+            path = save_head(save, head)
+            what = f"linear head, C={result['final']['C']:g}, fitted on {result['final']['n_items']} items"
+        else:
+            path = learner.save(Path(save), result)
+            what = f"{cfg.fusion.model} network trained on {result['folds'][0]['split']}'s training part"  # type: ignore[union-attr]
+        result["saved"] = {"path": str(path), "what": what}
+    result["seconds"] = round(time.perf_counter() - t0, 2)
     (out / "config.toml").write_text(dump_config(cfg), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    _plot_confusion(cm, labels, out / "confusion.png", f"{cfg.name} ({result['evaluated_on']}, summed over splits)")
-    _plot_curves(folds, out / "curves.png", cfg.name)
-    (out / "report.md").write_text(_report(cfg, result), encoding="utf-8")
+    for p in [result] + result["other_protocols"]:
+        for f in p["folds"]:
+            name = f["split"] if p is result else f"{p['protocol']}-{f['split']}"
+            (out / f"fold-{name}.json").write_text(json.dumps(f, indent=2), encoding="utf-8")
+    plot_confusion(np.asarray(result["confusion_matrix"]), data.labels, out / "confusion.png",
+                   f"{cfg.name} ({result['evaluated_on']}, summed over splits)")
+    if cfg.kind == "linear":
+        plot_c_curves(result["folds"], out / "curves.png", cfg.name, result["select_metric"])
+    else:
+        plot_epoch_curves(learner.curves, out / "curves.png", f"{cfg.name}: training loss / validation "
+                          f"{learner.options.metric}", learner.options.metric)
+        result["n_params"] = result["folds"][0]["n_params"] if result["folds"] else 0
+    (out / "report.md").write_text(report_markdown(result), encoding="utf-8")
     return result
 
 
-def _head_meta(cfg: TrainConfig, items: list[Item], result: dict[str, Any], C: float) -> dict[str, Any]:
-    from ..extract import get_extractor
+def _head_meta(cfg: TrainConfig, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    from ..extractors import EXTRACTORS
 
-    ex = get_extractor(cfg.data.extractor)
     return {
-        "kind": ex.modality,
-        "feature": {"extractor": ex.name, "dim": result["feature_dim"], **ex.identity()},
-        "training": {"config": config_to_dict(cfg), "C": C, "class_weight": cfg.model.class_weight,
-                     "corpora": list(cfg.data.corpora), "n_items": len(items),
-                     "label_counts": result["label_counts"], "fit_on": "all labelled items"},
-        "metrics": {k: round(v["mean"], 4) for k, v in result["summary"].items()}
-        | {f"{k}_std": round(v["std"], 4) for k, v in result["summary"].items()},
-        "metrics_note": f"{cfg.protocol.name} {result['evaluated_on']} figures, mean over {len(result['folds'])} "
-                        f"split(s); C chosen per split on validation data",
+        "kind": EXTRACTORS[cfg.data.extractor or ""].modality,
+        "training": {"config": config_to_dict(cfg), "corpora": list(cfg.data.corpora), "labels": cfg.data.labels,
+                     "train_views": list(cfg.data.train_views), "label_counts": result["label_counts"],
+                     **result["final"], "fit_on": "every item the first protocol's splits fitted or selected on",
+                     "seconds": round(seconds, 1)},
+        "metrics": _metrics_record(result),
+        "metrics_note": (f"{cfg.protocol.name} figures ({result['evaluated_on']}), mean ± std (sample std) over splits; "
+                         "hyper-parameters chosen per split on data outside the evaluated part"),
+        "licence": cfg.licence,
     }
 
 
-def _plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.8 * len(labels)))
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black",
-                    fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+# ------------------------------------------------------------------------------------------- evaluate a head
 
 
-def _plot_curves(folds: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Training (dashed) and validation (solid) UA along the C grid, one colour per split: the training
-    curve of a linear head, whose only capacity knob is C. The chosen C is marked."""
-    import matplotlib
+def evaluate_head(head_path: str | Path, corpus: str, root: str | Path, extractor: str | None = None,
+                  split: str = "test", cache: str | Path | None = None, workers: int = 1, limit: int | None = None,
+                  out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score a saved head on ``corpus`` (its ``split`` part: test, val (val or dev) or all); writes the
+    metrics JSON to ``out`` (default: beside the head) and returns it."""
+    from ..checkpoints import check_identity, load_head
+    from .data import class_name
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, f in enumerate(folds):
-        col = f"C{i % 10}"
-        if f["val_UA_by_C"]:
-            Cs = sorted(f["val_UA_by_C"], key=float)
-            ax.plot([float(c) for c in Cs], [100 * f["val_UA_by_C"][c] for c in Cs], "-o", color=col, ms=3,
-                    label=f["split"])
-            ax.plot([f["C"]], [100 * f["val_UA_by_C"][repr(f["C"])]], "*", color=col, ms=10)
-        if f["train_UA_by_C"]:
-            Cs = sorted(f["train_UA_by_C"], key=float)
-            ax.plot([float(c) for c in Cs], [100 * f["train_UA_by_C"][c] for c in Cs], "--", color=col, alpha=0.6)
-    ax.set_xscale("log")
-    ax.set_xlabel("C (inverse L2 strength)")
-    ax.set_ylabel("UA %")
-    ax.set_title(f"{title}: train (dashed) / validation (solid), * = chosen", fontsize=9)
-    if len(folds) <= 12:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _report(cfg: TrainConfig, r: dict[str, Any]) -> str:
-    on = r["evaluated_on"]
-    L = [f"# {cfg.name}", "",
-         f"Corpora: {', '.join(cfg.data.corpora)} ({r['n_items']} labelled items); features `{cfg.data.extractor}` "
-         f"(dim {r['feature_dim']}); protocol `{cfg.protocol.name}` {cfg.protocol.params or ''}; "
-         f"linear head, C from {list(cfg.model.C_grid)} by validation UA, class_weight={cfg.model.class_weight}.", ""]
-    if cfg.data.normalize != "none":
-        L += [f"Features z-scored per {cfg.data.normalize} with that group's own unlabelled features (test "
-              "groups included: transductive normalisation).", ""]
-    if on != "test":
-        L += [f"**These are {on} figures** (no test items in some split; there C was chosen on a part carved "
-              "from train, and the head was fitted on the rest of train).", ""]
-    L += ["| split | on | train | val | test | C-selection items | C | UA | WA | macro-F1 |", "|---" * 10 + "|"]
-    for f in r["folds"]:
-        m = f["metrics"]
-        L.append(f"| {f['split']} | {f['evaluated_on']} | {f['n_train']} | {f['n_val']} | {f['n_test']} | {f['n_select']} | {f['C']:g} | "
-                 f"{100 * m['UA']:.1f} | {100 * m['WA']:.1f} | {100 * m['macro_f1']:.1f} |")
-    L += summary_markdown(r["summary"], len(r["folds"]), on) + confusion_markdown(r["labels"], r["confusion_matrix"])
-    L += ["", "![confusion](confusion.png)", "", "![training curves](curves.png)", "", f"Run time {r.get('seconds', 0):.1f} s."]
-    if r["data"]["warnings"]:
-        L += ["", "Warnings:", ""] + [f"- {w}" for w in r["data"]["warnings"]]
-    return "\n".join(L) + "\n"
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def train_main(argv: Sequence[str] | None = None) -> int:
-    """``emofuse train CONFIG.toml [--workers N] [--save-head] [--out DIR]``; 0 on success, 2 on input errors."""
-    ap = argparse.ArgumentParser(prog="emofuse train", description="Train and evaluate a head from a config.")
-    ap.add_argument("config", type=Path)
-    ap.add_argument("--workers", type=int, default=1, help="feature-extraction processes")
-    ap.add_argument("--save-head", action="store_true", help="also fit a head on all labelled data and save it")
-    ap.add_argument("--out", default=None, help="output folder (overrides the config's `out`)")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        cfg = load_config(a.config)
-        if a.out:
-            from dataclasses import replace
-
-            cfg = replace(cfg, out=a.out)
-        r = run(cfg, workers=a.workers, progress=not a.no_progress, save_head=a.save_head)
-    except (EmofuseError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    s = r["summary"]
-    print(f"{cfg.name}: {len(r['folds'])} split(s), {r['evaluated_on']}: UA {s['UA']['text']}  WA {s['WA']['text']}  "
-          f"macro-F1 {s['macro_f1']['text']}  (C per split {r['chosen_C']}, {r['seconds']:.1f} s)")
-    print(f"report: {Path(cfg.out) / 'report.md'}")
-    return 0
-
-
-def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    """``emofuse evaluate --head H --corpus NAME --data ROOT --extractor NAME [--split test|val|all]``."""
-    from ..experts import LinearHead
-    from ..extract import extract, load_features
-
-    ap = argparse.ArgumentParser(prog="emofuse evaluate", description="Evaluate a saved head on a corpus.")
-    ap.add_argument("--head", type=Path, required=True)
-    ap.add_argument("--corpus", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--extractor", required=True)
-    ap.add_argument("--split", choices=("test", "val", "all"), default="test")
-    ap.add_argument("--cache", default=".cache/features")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--limit", type=int, default=None, help="a seeded subsample of N items")
-    ap.add_argument("--out", type=Path, default=None, help="metrics JSON (default: next to the head)")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        head = LinearHead.load(a.head)
-        want = head.meta.get("feature", {}).get("extractor")
-        if want and want != a.extractor:
-            raise InputError(f"head {a.head} was trained on {want!r} features, not {a.extractor!r}")
-        m = prepare(a.corpus, a.data)
-        items = [it for it in m if it.label is not None]
-        if a.split == "test":
-            items = [it for it in items if it.split == "test"]
-        elif a.split == "val":
-            items = [it for it in items if it.split in ("val", "dev")]
-        if not items:
-            raise InputError(f"corpus {a.corpus} has no labelled items in split {a.split!r}; try --split all")
-        items = _subsample(items, a.limit, 0)
-        rep = extract(items, a.extractor, Path(a.cache), workers=a.workers, progress=not a.no_progress)
-        failed = {i for i, _ in rep.failures}
-        items = [it for it in items if it.id not in failed]
-        _, X = load_features(items, a.extractor, Path(a.cache))
-        if X.shape[1] != head.W.shape[0]:
-            raise InputError(f"features have dim {X.shape[1]} but head {a.head} expects {head.W.shape[0]}")
-        y = [it.label for it in items]
-        labels = _present(y + list(head.labels))  # type: ignore[operator]
-        met = classification_metrics(y, _predict(head, X), labels)
-    except (EmofuseError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    res = {"head": str(a.head), "corpus": a.corpus, "split": a.split, "extractor": a.extractor, "n": len(items),
+    if split not in ("test", "val", "all"):
+        raise InputError(f"split must be test, val or all, not {split!r}")
+    head = load_head(head_path)
+    want = head.feature.source
+    if extractor is not None and extractor != want:
+        raise InputError(f"head {head_path} was trained on {want!r} features, not {extractor!r}; pass "
+                         f"--extractor {want} (or leave it out)")
+    check_identity(head.feature, f"head {head_path}")
+    label_set = str(head.meta.get("training", {}).get("labels", "canonical"))
+    data = labelled([corpus], root, label_set)
+    items = data.items
+    if split == "test":
+        items = [it for it in items if it.split == "test"]
+    elif split == "val":
+        items = [it for it in items if it.split in ("val", "dev")]
+    if not items:
+        raise InputError(f"corpus {corpus} has no labelled items in split {split!r}; try --split all")
+    items = subsample(items, limit, 0)
+    X, failed = vectors(items, want, cache, workers, progress)
+    keep = [n for n, it in enumerate(items) if it.id not in failed]
+    if X.shape[1] != head.W.shape[0]:
+        raise InputError(f"features have dim {X.shape[1]} but head {head_path} expects {head.W.shape[0]}")
+    y = [class_name(items[n], label_set) for n in keep]
+    labels = list(head.labels) + sorted(set(y) - set(head.labels))
+    met = classification_metrics(y, head.predict_labels(X[keep]), labels)
+    res = {"head": str(head_path), "corpus": corpus, "split": split, "extractor": want, "n": len(keep),
            "n_failed": len(failed), "labels": labels, "metrics": met}
-    out = a.out or a.head.with_name(f"{a.head.stem}.eval-{a.corpus}-{a.split}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2), encoding="utf-8")
-    print(f"{a.corpus} {a.split} ({len(items)} items): UA {100 * met['UA']:.1f}  WA {100 * met['WA']:.1f}  "
-          f"macro-F1 {100 * met['macro_f1']:.1f}  -> {out}")
-    return 0
+    path = Path(out) if out else Path(head_path).with_name(f"{Path(head_path).stem}.eval-{corpus}-{split}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2), encoding="utf-8")
+    res["out"] = str(path)
+    return res

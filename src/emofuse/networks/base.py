@@ -1,4 +1,6 @@
-"""Multimodal fusion networks behind one interface.
+"""Fusion networks: their config, shared base class and registry (the models live in :mod:`.vector`,
+:mod:`.sequence` and :mod:`.self_mm`). Not to be confused with the analysis's per-segment fusion rules
+(:mod:`emofuse.segment_fusion`), which run a trained network through its checkpoint.
 
 Every registered model is built from a :class:`FusionConfig` and has
 
@@ -32,13 +34,12 @@ Models:
 - ``mult``: the Multimodal Transformer (Tsai et al. 2019), directional pairwise cross-modal attention.
 - ``self_mm``: Self-MM (Yu et al. 2021), unimodal heads trained on self-generated labels.
 
-``build(name, config)`` instantiates one; ``register(name)`` adds one. Training goes through
+``build(name, config)`` instantiates one; ``@register(name)`` adds one to :data:`NETWORKS`. Training goes through
 ``model.begin_training(n_train)``, ``model.loss(out, target, index)`` and ``model.end_epoch(epoch)``.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,17 +47,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import EmofuseError
+from ..errors import InputError
+from ..registry import Registry
 from .losses import IGNORE_INDEX, focal_loss, masked_mse
 
-__all__ = ["FUSION_MODELS", "FusionConfig", "FusionModel", "Prepared", "UnknownFusionModelError", "build",
-           "modality_dropout", "register"]
+__all__ = ["NETWORKS", "FusionConfig", "FusionModel", "Prepared", "build", "modality_dropout", "register"]
 
 LOSSES = ("ce", "focal")
-
-
-class UnknownFusionModelError(EmofuseError, ValueError):
-    """``build`` was given a name that is not in the registry."""
 
 
 @dataclass(frozen=True)
@@ -96,35 +93,35 @@ class FusionConfig:
         try:
             pairs = tuple((str(k), int(v)) for k, v in items)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"FusionConfig.dims must map modality names to ints, got {self.dims!r}") from exc
+            raise InputError(f"FusionConfig.dims must map modality names to ints, got {self.dims!r}") from exc
         if not pairs:
-            raise ValueError("FusionConfig.dims is empty: give at least one modality, e.g. {'voice': 1024}")
+            raise InputError("FusionConfig.dims is empty: give at least one modality, e.g. {'voice': 1024}")
         names = [k for k, _ in pairs]
         if len(set(names)) != len(names):
-            raise ValueError(f"FusionConfig.dims has duplicate modalities: {names}")
+            raise InputError(f"FusionConfig.dims has duplicate modalities: {names}")
         for k, v in pairs:
             if not k.isidentifier():
-                raise ValueError(f"modality name {k!r} must be a Python identifier (letters, digits, _)")
+                raise InputError(f"modality name {k!r} must be a Python identifier (letters, digits, _)")
             if v <= 0:
-                raise ValueError(f"modality {k!r} has input dim {v}; dims must be positive")
+                raise InputError(f"modality {k!r} has input dim {v}; dims must be positive")
         if self.hidden <= 0 or self.n_classes <= 0:
-            raise ValueError(f"hidden ({self.hidden}) and n_classes ({self.n_classes}) must be positive")
+            raise InputError(f"hidden ({self.hidden}) and n_classes ({self.n_classes}) must be positive")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.modality_dropout < 1.0:
-            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
+            raise InputError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.loss is not None and self.loss not in LOSSES:
-            raise ValueError(f"loss must be None (model default) or one of {list(LOSSES)}, got {self.loss!r}")
+            raise InputError(f"loss must be None (model default) or one of {list(LOSSES)}, got {self.loss!r}")
         for name in ("focal_gamma", "regression_weight", "contrastive_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+                raise InputError(f"{name} must be a finite number >= 0, got {v!r}")
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+            raise InputError(f"temperature must be > 0, got {self.temperature!r}")
         if self.label_bound is not None and not (math.isfinite(self.label_bound) and self.label_bound > 0):
-            raise ValueError(f"label_bound must be None or a finite number > 0, got {self.label_bound!r}")
+            raise InputError(f"label_bound must be None or a finite number > 0, got {self.label_bound!r}")
         if self.heads < 1 or self.layers < 1:
-            raise ValueError(f"heads ({self.heads}) and layers ({self.layers}) must be >= 1")
+            raise InputError(f"heads ({self.heads}) and layers ({self.layers}) must be >= 1")
         object.__setattr__(self, "dims", pairs)
 
     @property
@@ -138,31 +135,23 @@ class FusionConfig:
         return dict(self.dims)  # type: ignore[arg-type]
 
 
-FUSION_MODELS: dict[str, type] = {}
+NETWORKS: Registry[type] = Registry("fusion network")
 
 
 def register(name: str) -> Callable[[type], type]:
-    """Class decorator adding a fusion model to :data:`FUSION_MODELS` under ``name``."""
+    """Class decorator adding a fusion network (an ``nn.Module`` subclass) to :data:`NETWORKS`."""
 
     def deco(cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise TypeError(f"register({name!r}) expects an nn.Module subclass, got {cls!r}")
-        if name in FUSION_MODELS and FUSION_MODELS[name] is not cls:
-            raise ValueError(f"fusion model {name!r} is already registered ({FUSION_MODELS[name].__name__})")
-        FUSION_MODELS[name] = cls
-        return cls
+        return NETWORKS.register(name)(cls)
 
     return deco
 
 
 def build(name: str, config: FusionConfig) -> nn.Module:
-    """Instantiate the registered fusion model ``name`` for ``config``."""
-    try:
-        cls = FUSION_MODELS[name]
-    except KeyError:
-        known = ", ".join(sorted(FUSION_MODELS))
-        raise UnknownFusionModelError(f"unknown fusion model {name!r}; registered: {known}") from None
-    return cls(config)
+    """Instantiate the registered fusion network ``name`` for ``config`` (UnknownNameError lists them)."""
+    return NETWORKS[name](config)
 
 
 def modality_dropout(present: dict[str, Tensor], p: float,
@@ -358,184 +347,4 @@ def _masked_mean(terms: list[tuple[Tensor, Tensor]], like: Tensor) -> tuple[Tens
     return total / count.clamp(min=1.0)[:, None], count
 
 
-@register("late")
-class LateFusion(FusionModel):
-    """Late fusion of unimodal experts, the baseline: one linear classifier (and valence head) per
-    modality on its (mean-pooled) input. Each expert is trained on its own (the loss is the mean of
-    the experts' losses), and at inference their log-probabilities are averaged over the present
-    modalities (a product of experts). Why not average jointly trained logits: that is a single
-    linear model on the concatenation, i.e. linear early fusion, not fusion of unimodal experts."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__(config)
-        dims = config.dim_map
-        self.drop = nn.Dropout(config.dropout)
-        self.cls = nn.ModuleDict({m: nn.Linear(dims[m], config.n_classes) for m in self.modalities})
-        self.val = (nn.ModuleDict({m: nn.Linear(dims[m], 1) for m in self.modalities})
-                    if config.regression else None)
-
-    def forward(self, inputs: Mapping[str, Tensor], mask: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        p = self._prepare(inputs, mask)
-        batch, ref, present, vec = p.batch, p.ref, p.present, p.vectors()
-        n_out = self.config.n_classes + (1 if self.val is not None else 0)
-        out: dict[str, Tensor] = {}
-        terms = []
-        for m, flag in present.items():
-            x = self.drop(vec[m])
-            logits = self.cls[m](x)
-            y = torch.log_softmax(logits, dim=-1)
-            out[f"logits.{m}"], out[f"present.{m}"] = logits, flag
-            if self.val is not None:
-                out[f"valence.{m}"] = self.val[m](x).squeeze(-1)
-                y = torch.cat([y, out[f"valence.{m}"][:, None]], dim=1)
-            terms.append((y, flag))
-        mean, _ = _masked_mean(terms, ref.new_zeros(batch, n_out))
-        out["logits"] = mean[:, : self.config.n_classes]
-        if self.val is not None:
-            out["valence"] = mean[:, -1]
-        return out
-
-    def loss(self, out: dict[str, Tensor], target: dict[str, Tensor],
-             index: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-        """Mean over the experts of each one's own loss (class loss, plus ``regression_weight`` * MSE)
-        on the samples where its modality is present."""
-        label, valence = self._targets(out, target)
-        total, parts = out["logits"].sum() * 0.0, {}
-        mods = [m for m in self.modalities if f"present.{m}" in out]
-        for m in mods:
-            flag = out[f"present.{m}"]
-            if label is not None:
-                lm = self._class_loss(out[f"logits.{m}"], label.masked_fill(~flag, IGNORE_INDEX))
-                total = total + lm
-                parts[f"{self.loss_name}.{m}"] = float(lm.detach())
-            if self.config.regression and valence is not None:
-                reg = masked_mse(out[f"valence.{m}"], torch.where(flag, valence, torch.nan))
-                total = total + self.config.regression_weight * reg
-                parts[f"mse.{m}"] = float(reg.detach())
-        return total / max(len(mods), 1), parts
-
-
-@register("concat")
-class ConcatFusion(FusionModel):
-    """Projections (Linear+LayerNorm+GELU); absent or masked modalities -> a learned "missing"
-    embedding; concatenation in the fixed modality order -> MLP -> heads."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__(config)
-        dims, h = config.dim_map, config.hidden
-        self.proj = nn.ModuleDict({m: _proj(dims[m], h, config.dropout) for m in self.modalities})
-        self.missing = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(h)) for m in self.modalities})
-        self.mlp = nn.Sequential(nn.Linear(len(self.modalities) * h, h), nn.GELU(), nn.Dropout(config.dropout))
-        self._heads(h)
-
-    def forward(self, inputs: Mapping[str, Tensor], mask: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        p = self._prepare(inputs, mask)
-        batch, ref, present, vec = p.batch, p.ref, p.present, p.vectors()
-        parts = []
-        for m in self.modalities:
-            miss = self.missing[m].to(ref.dtype).expand(batch, -1)
-            if m in present:
-                parts.append(torch.where(present[m][:, None], self.proj[m](vec[m]), miss))
-            else:
-                parts.append(miss)
-        return self._out(self.mlp(torch.cat(parts, dim=1)))
-
-
-class _PairFusion(FusionModel):
-    """Projections; a fusion function per modality pair; pair outputs averaged over the pairs whose
-    both members are present; samples without such a pair fall back to the mean of unimodal heads."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__(config)
-        dims, h = config.dim_map, config.hidden
-        self.pairs = list(itertools.combinations(self.modalities, 2))
-        self.proj = nn.ModuleDict({m: _proj(dims[m], h, config.dropout) for m in self.modalities})
-        self.uni = nn.ModuleDict({m: self._unimodal(h) for m in self.modalities})
-
-    def _unimodal(self, h: int) -> nn.Module:
-        raise NotImplementedError
-
-    def _pair(self, a: str, b: str, xa: Tensor, xb: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def _fuse(self, inputs: Mapping[str, Tensor], mask: Mapping[str, Tensor] | None) -> Tensor:
-        p = self._prepare(inputs, mask)
-        batch, ref, present, vec = p.batch, p.ref, p.present, p.vectors()
-        h = self.config.hidden
-        z = {m: self.proj[m](vec[m]) for m in present}
-        pair_terms = [(self._pair(a, b, z[a], z[b]), present[a] & present[b])
-                      for a, b in self.pairs if a in present and b in present]
-        like = ref.new_zeros(batch, h)
-        pair_mean, n_pairs = _masked_mean(pair_terms, like)
-        uni_mean, _ = _masked_mean([(self.uni[m](z[m]), present[m]) for m in present], like)
-        return torch.where((n_pairs > 0)[:, None], pair_mean, uni_mean)
-
-
-@register("pairwise")
-class PairwiseFusion(_PairFusion):
-    """An MLP on each modality pair's concatenated projections; averaged over present pairs."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__(config)
-        h = config.hidden
-        self.pair_mlp = nn.ModuleDict({f"{a}__{b}": nn.Sequential(nn.Linear(2 * h, h), nn.GELU(),
-                                                                  nn.Dropout(config.dropout))
-                                       for a, b in self.pairs})
-        self._heads(h)
-
-    def _unimodal(self, h: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Dropout(self.config.dropout))
-
-    def _pair(self, a: str, b: str, xa: Tensor, xb: Tensor) -> Tensor:
-        return self.pair_mlp[f"{a}__{b}"](torch.cat([xa, xb], dim=1))
-
-    def forward(self, inputs: Mapping[str, Tensor], mask: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        return self._out(self._fuse(inputs, mask))
-
-
-class _GatedPair(nn.Module):
-    """h = z * tanh(W_a x_a) + (1 - z) * tanh(W_b x_b), z = sigmoid(W_z [x_a; x_b])."""
-
-    def __init__(self, h: int) -> None:
-        super().__init__()
-        self.wa, self.wb, self.wz = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(2 * h, h)
-
-    def forward(self, xa: Tensor, xb: Tensor) -> Tensor:
-        z = torch.sigmoid(self.wz(torch.cat([xa, xb], dim=1)))
-        return z * torch.tanh(self.wa(xa)) + (1 - z) * torch.tanh(self.wb(xb))
-
-
-class _TanhLinear(nn.Module):
-    def __init__(self, h: int) -> None:
-        super().__init__()
-        self.lin = nn.Linear(h, h)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.tanh(self.lin(x))
-
-
-@register("gated")
-class GatedFusion(_PairFusion):
-    """Cross-modal gated attention fusion (multi-corpus paper): a gated fusion layer per modality
-    pair, combined over present pairs as in ``pairwise``, then an MLP classifier."""
-
-    def __init__(self, config: FusionConfig) -> None:
-        super().__init__(config)
-        h = config.hidden
-        self.gates = nn.ModuleDict({f"{a}__{b}": _GatedPair(h) for a, b in self.pairs})
-        self.classifier = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Dropout(config.dropout))
-        self._heads(h)
-
-    def _unimodal(self, h: int) -> nn.Module:
-        return _TanhLinear(h)
-
-    def _pair(self, a: str, b: str, xa: Tensor, xb: Tensor) -> Tensor:
-        return self.gates[f"{a}__{b}"](xa, xb)
-
-    def forward(self, inputs: Mapping[str, Tensor], mask: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        return self._out(self.classifier(self._fuse(inputs, mask)))
-
-
-# Models defined in sibling modules register themselves on import; importing them here means that
-# touching ``emofuse.models.fusion`` (or ``emofuse.models.FUSION_MODELS``) registers all of them.
-from . import self_mm, sequence  # noqa: F401  (imported for the registration side effect)
+from . import self_mm, sequence, vector  # noqa: E402,F401  (imported for the registration side effect)

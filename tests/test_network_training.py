@@ -1,5 +1,6 @@
-"""emofuse.training.fusion: the training loop, validation-only selection, checkpoints, the analysis adapter,
-`emofuse train` with a [fusion] table, and the benchmark's core (synthetic data unless marked)."""
+"""Fusion networks end to end: the training loop (emofuse.training.networks), validation-only selection,
+checkpoints (emofuse.checkpoints), the analysis adapter (emofuse.segment_fusion), `emofuse train` with a
+[fusion] table, and the benchmark's core (synthetic data unless marked)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from emofuse.errors import EmofuseError, InputError, MissingComponentError  # noqa: E402
-from emofuse.models.fusion import FUSION_MODELS, FusionConfig  # noqa: E402
-from emofuse.training import fusion as tf  # noqa: E402
+from emofuse import checkpoints as ck  # noqa: E402
+from emofuse.networks import NETWORKS, FusionConfig  # noqa: E402
+from emofuse.training import networks as tn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["neutral", "calm", "happy"]
 
 
-def synthetic(n: int = 120, seed: int = 0, dims: dict[str, int] | None = None, noise: float = 0.3) -> tf.Part:
+def synthetic(n: int = 120, seed: int = 0, dims: dict[str, int] | None = None, noise: float = 0.3) -> tn.Part:
     """Three classes, each modality carries the class in its first columns (separable)."""
     dims = dims or {"a": 6, "b": 4}
     rng = np.random.default_rng(seed)
@@ -33,43 +35,43 @@ def synthetic(n: int = 120, seed: int = 0, dims: dict[str, int] | None = None, n
         x = rng.normal(scale=noise, size=(n, d)).astype(np.float32) + 5.0  # an offset the standardisation removes
         x[np.arange(n), y % d] += 2.0
         inputs[m] = x
-    return tf.Part(inputs, y.astype(np.int64))
+    return tn.Part(inputs, y.astype(np.int64))
 
 
-def config(part: tf.Part, **kw: object) -> FusionConfig:
+def config(part: tn.Part, **kw: object) -> FusionConfig:
     return FusionConfig(dims=tuple((m, x.shape[-1]) for m, x in part.inputs.items()), n_classes=3,
                         regression=False, **kw)  # type: ignore[arg-type]
 
 
 def test_loop_overfits_a_separable_problem() -> None:
     p = synthetic()
-    norm = tf.fit_norm(p)
-    z = tf.apply_norm(p, norm)
+    norm = tn.fit_norm(p)
+    z = tn.apply_norm(p, norm)
     seen: list[dict[str, float]] = []
-    res = tf.fit("gated", config(p), z, z, LABELS, tf.TrainOptions(epochs=40, patience=0, lr=3e-3), on_epoch=seen.append)
+    res = tn.fit("gated", config(p), z, z, LABELS, tn.TrainOptions(epochs=40, patience=0, lr=3e-3), on_epoch=seen.append)
     assert len(res.history) == 40 == len(seen) and res.n_params > 0
     assert res.val_metrics["UA"] == 1.0
-    assert tf.evaluate(res.model, z, LABELS)["UA"] == 1.0
+    assert tn.evaluate(res.model, z, LABELS)["UA"] == 1.0
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert not res.model.training
 
 
 def test_same_seed_same_result() -> None:
-    p = tf.apply_norm(synthetic(), tf.fit_norm(synthetic()))
-    a, b = (tf.fit("concat", config(p), p.take(range(90)), p.take(range(90, 120)), LABELS,
-                   tf.TrainOptions(epochs=5, seed=3)) for _ in range(2))
-    np.testing.assert_array_equal(tf.predict(a.model, p)["logits"], tf.predict(b.model, p)["logits"])
+    p = tn.apply_norm(synthetic(), tn.fit_norm(synthetic()))
+    a, b = (tn.fit("concat", config(p), p.take(range(90)), p.take(range(90, 120)), LABELS,
+                   tn.TrainOptions(epochs=5, seed=3)) for _ in range(2))
+    np.testing.assert_array_equal(tn.predict(a.model, p)["logits"], tn.predict(b.model, p)["logits"])
 
 
 def test_selection_uses_validation_only() -> None:
     """Shuffling the test labels changes neither the chosen epoch nor the weights, only the test score."""
     p = synthetic(n=150, noise=1.5)
     tr, va, te = np.arange(0, 90), np.arange(90, 120), np.arange(120, 150)
-    opts = tf.TrainOptions(epochs=12, patience=4, seed=1)
-    r1, v1, t1, _ = tf.run_split("pairwise", config(p), p, tr, va, te, LABELS, opts)
-    shuffled = tf.Part(p.inputs, p.label.copy())
+    opts = tn.TrainOptions(epochs=12, patience=4, seed=1)
+    r1, v1, t1, _ = tn.run_split("pairwise", config(p), p, tr, va, te, LABELS, opts)
+    shuffled = tn.Part(p.inputs, p.label.copy())
     shuffled.label[te] = np.random.default_rng(5).permutation(shuffled.label[te])
-    r2, v2, t2, _ = tf.run_split("pairwise", config(p), shuffled, tr, va, te, LABELS, opts)
+    r2, v2, t2, _ = tn.run_split("pairwise", config(p), shuffled, tr, va, te, LABELS, opts)
     assert r1.best_epoch == r2.best_epoch and v1["UA"] == v2["UA"]
     for k, v in r1.model.state_dict().items():
         assert torch.equal(v, r2.model.state_dict()[k]), k
@@ -81,32 +83,32 @@ def test_norm_uses_valid_steps_and_keeps_padding_zero() -> None:
     x[0, :2] = [[1, 2], [3, 4]]
     x[1, :1] = [[5, 6]]
     mask = np.array([[True, True, False], [True, False, False]])
-    p = tf.Part({"s": x}, np.zeros(2, np.int64), mask={"s": mask})
-    mu, sd = tf.fit_norm(p)["s"]
+    p = tn.Part({"s": x}, np.zeros(2, np.int64), mask={"s": mask})
+    mu, sd = tn.fit_norm(p)["s"]
     np.testing.assert_allclose(mu, [3, 4])
-    z = tf.apply_norm(p, {"s": (mu, sd)}).inputs["s"]
+    z = tn.apply_norm(p, {"s": (mu, sd)}).inputs["s"]
     assert (z[~mask] == 0).all() and np.isfinite(z).all()
     # a presence mask [N] on a sequence: padded (all-zero) steps neither count nor become non-zero
-    q = tf.Part({"s": x}, np.zeros(2, np.int64), mask={"s": np.array([True, True])})
-    mu2, sd2 = tf.fit_norm(q)["s"]
+    q = tn.Part({"s": x}, np.zeros(2, np.int64), mask={"s": np.array([True, True])})
+    mu2, sd2 = tn.fit_norm(q)["s"]
     np.testing.assert_allclose(mu2, [3, 4])
-    z2 = tf.apply_norm(q, {"s": (mu2, sd2)}).inputs["s"]
+    z2 = tn.apply_norm(q, {"s": (mu2, sd2)}).inputs["s"]
     assert (z2[~mask] == 0).all()
 
 
 def _checkpoint(tmp_path: Path, name: str = "gated", sources: dict[str, str] | None = None,
-                dims: dict[str, int] | None = None, labels: list[str] = LABELS) -> tuple[Path, tf.FitResult, tf.Part]:
+                dims: dict[str, int] | None = None, labels: list[str] = LABELS) -> tuple[Path, tn.FitResult, tn.Part]:
     dims = dims or {"a": 6, "b": 4}
     sources = sources or {m: f"synthetic:{m}" for m in dims}
     p = synthetic(dims=dims)
-    norm = tf.fit_norm(p)
-    z = tf.apply_norm(p, norm)
-    res = tf.fit(name, config(p), z, z, labels, tf.TrainOptions(epochs=3))
-    feats = {m: tf.FeatureSpec(sources[m], dims[m], "vector", "test", tuple(norm[m][0].tolist()),
+    norm = tn.fit_norm(p)
+    z = tn.apply_norm(p, norm)
+    res = tn.fit(name, config(p), z, z, labels, tn.TrainOptions(epochs=3))
+    feats = {m: ck.FeatureSpec(sources[m], dims[m], "vector", "test", tuple(norm[m][0].tolist()),
                                tuple(norm[m][1].tolist())).to_dict() for m in dims}
     meta = {"features": feats, "labels": labels, "training": {"corpora": ["synthetic"], "fold": "all", "seed": 0},
             "metrics": {"validation": res.val_metrics}}
-    path = tf.save_checkpoint(tmp_path / f"{name}.safetensors", res.model, name, meta)
+    path = ck.save_network(tmp_path / f"{name}.safetensors", res.model, name, meta)
     return path, res, p
 
 
@@ -115,7 +117,7 @@ def _edit_meta(path: Path, edit: Any) -> None:
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
-    meta = tf.read_meta(path)
+    meta = ck.read_network_meta(path)
     edit(meta)
     with safe_open(str(path), framework="numpy") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -130,52 +132,52 @@ def _sequence_checkpoint(tmp_path: Path, source: str, dim: int, labels: list[str
     return path, res
 
 
-@pytest.mark.parametrize("name", sorted(FUSION_MODELS))
+@pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_checkpoint_round_trip(tmp_path: Path, name: str) -> None:
     path, res, p = _checkpoint(tmp_path, name)
-    model, meta = tf.load_checkpoint(path)
+    model, meta = ck.load_network(path)
     assert not model.training
-    z = tf.apply_norm(p, {m: (np.array(s["mean"], np.float32), np.array(s["std"], np.float32))
+    z = tn.apply_norm(p, {m: (np.array(s["mean"], np.float32), np.array(s["std"], np.float32))
                           for m, s in meta["features"].items()})
-    np.testing.assert_array_equal(tf.predict(model, z)["logits"], tf.predict(res.model, z)["logits"])
-    assert meta["model"] == name and meta["labels"] == LABELS and meta["format"] == tf.CHECKPOINT_FORMAT
-    assert tf.config_from_dict(meta["config"]) == res.model.config
+    np.testing.assert_array_equal(tn.predict(model, z)["logits"], tn.predict(res.model, z)["logits"])
+    assert meta["model"] == name and meta["labels"] == LABELS and meta["format"] == ck.NETWORK_FORMAT
+    assert ck.config_from_dict(meta["config"]) == res.model.config
     assert meta["features"]["a"]["dim"] == 6 and meta["training"]["corpora"] == ["synthetic"]
-    assert "emofuse_version" in meta and tf.read_meta(path)["model"] == name  # readable without building
+    assert "emofuse_version" in meta and ck.read_network_meta(path)["model"] == name  # readable without building
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(MissingComponentError, match="does not exist"):
-        tf.load_checkpoint(tmp_path / "nope.safetensors")
+        ck.load_network(tmp_path / "nope.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00\x01 not a checkpoint at all")
     with pytest.raises(InputError, match="not a readable safetensors"):
-        tf.load_checkpoint(junk)
+        ck.load_network(junk)
     path, _, _ = _checkpoint(tmp_path)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size - 100])
     with pytest.raises(InputError, match="damaged|not a readable"):
-        tf.load_checkpoint(cut)
+        ck.load_network(cut)
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
     with safe_open(str(path), framework="numpy") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta = tf.read_meta(path) | {"model": "no_such_net"}
+    meta = ck.read_network_meta(path) | {"model": "no_such_net"}
     other = tmp_path / "other.safetensors"
     save_file(tensors, str(other), metadata={"emofuse": json.dumps(meta)})
     with pytest.raises(InputError, match="no_such_net"):
-        tf.load_checkpoint(other)
+        ck.load_network(other)
     save_file(tensors, str(other))
     with pytest.raises(InputError, match="without emofuse metadata"):
-        tf.load_checkpoint(other)
+        ck.load_network(other)
 
 
 # ------------------------------------------------------------------------------------------- analysis adapter
 
 
 def test_network_fusion_maps_labels_and_masks_what_analysis_lacks(tmp_path: Path) -> None:
-    from emofuse.fusion import NetworkFusion
+    from emofuse.segment_fusion import NetworkFusion
     from emofuse.taxonomy import EMOTIONS
 
     path, res, p = _checkpoint(tmp_path, "concat", sources={"voice": "voice-whisper-base", "au": "ravdess_av:au"},
@@ -199,7 +201,7 @@ def test_network_fusion_feeds_sequences(tmp_path: Path) -> None:
     """A checkpoint with a sequence source gets the segment's [T, d] chunks, standardised per step."""
     import torch
 
-    from emofuse.fusion import NetworkFusion, supplied_sources
+    from emofuse.segment_fusion import NetworkFusion, supplied_sources
 
     assert "voice-whisper-base-seq" in supplied_sources(("voice",), "whisper-base")
     assert "voice-whisper-tiny.en-seq" not in supplied_sources(("voice",), "whisper-tiny.en")  # no such extractor
@@ -216,8 +218,8 @@ def test_network_fusion_feeds_sequences(tmp_path: Path) -> None:
 
 
 def test_network_fusion_refuses_features_from_another_extractor_version(tmp_path: Path) -> None:
-    from emofuse.extract import EXTRACTORS
-    from emofuse.fusion import NetworkFusion
+    from emofuse.extractors import EXTRACTORS
+    from emofuse.segment_fusion import NetworkFusion
 
     path, res, p = _checkpoint(tmp_path, "late", sources={"voice": "voice-whisper-base"}, dims={"voice": 8})
     _edit_meta(path, lambda m: m["features"]["voice"].update(identity=EXTRACTORS["voice-whisper-base"].config_hash()))
@@ -227,13 +229,17 @@ def test_network_fusion_refuses_features_from_another_extractor_version(tmp_path
         NetworkFusion(path, supplied={"voice-whisper-base"})
 
 
-def test_late_without_checkpoint_is_unchanged_and_networks_need_one() -> None:
-    from emofuse import fusion
+def test_confidence_rule_without_checkpoint_and_networks_need_one() -> None:
+    from emofuse import segment_fusion
+    from emofuse.errors import UnknownNameError
 
-    assert fusion.build("late") is not None
-    with pytest.raises(EmofuseError, match="--checkpoint"):
-        fusion.build("gated")
-    assert set(fusion.fusion_names()) >= set(FUSION_MODELS) | {"late"}
+    assert segment_fusion.build("confidence") is not None and segment_fusion.build() is not None
+    for net in ("gated", "late"):  # the network `late` is not the expert-level rule
+        with pytest.raises(EmofuseError, match="--checkpoint"):
+            segment_fusion.build(net)
+    with pytest.raises(UnknownNameError, match="unknown fusion 'nope'.*confidence.*gated"):
+        segment_fusion.build("nope")
+    assert set(segment_fusion.fusion_names()) == set(NETWORKS) | {"confidence"}
 
 
 @pytest.mark.slow
@@ -268,18 +274,22 @@ def test_analyze_with_a_trained_network(tmp_path: Path, media: Path) -> None:
 
 
 def test_example_config_parses() -> None:
-    cfg = tf.load_run_config(ROOT / "configs" / "fusion_ravdess_gated.toml")
-    assert cfg.model == "gated" and set(cfg.sources) == {"au", "mfcc", "voice"} and cfg.train.metric == "UA"
-    assert tf.is_fusion_config(ROOT / "configs" / "fusion_ravdess_gated.toml")
-    assert not tf.is_fusion_config(ROOT / "configs" / "voice_ravdess_kfold.toml")
+    from emofuse.training.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "fusion_ravdess_gated.toml")
+    assert cfg.fusion is not None and cfg.fusion.model == "gated" and cfg.fusion.train.metric == "UA"
+    assert {m for m, _ in cfg.data.modalities} == {"au", "mfcc", "voice"}
+    assert cfg.kind == "network" and load_config(ROOT / "configs" / "voice_ravdess_kfold.toml").kind == "linear"
 
 
 def test_bad_fusion_config_names_the_key(tmp_path: Path) -> None:
+    from emofuse.training.config import load_config
+
     f = tmp_path / "c.toml"
-    f.write_text('[data]\ncorpus = "ravdess_av"\nroot = "x"\n[data.modalities]\nau = "ravdess_av:au"\n'
+    f.write_text('[data]\ncorpora = ["ravdess_av"]\nroot = "x"\n[data.modalities]\nau = "ravdess_av:au"\n'
                  '[fusion]\nmodel = "gated"\nhiden = 3\n')
     with pytest.raises(InputError, match="fusion.hiden"):
-        tf.load_run_config(f)
+        load_config(f)
 
 
 @pytest.mark.data
@@ -288,18 +298,19 @@ def test_train_cli_with_fusion_table(tmp_path: Path, data_root: Path) -> None:
     if not (data_root / "multimodal" / "ravdess_au_mfcc.npz").is_file():
         pytest.skip("ravdess_au_mfcc.npz not in the data folder")
     f = tmp_path / "c.toml"
-    f.write_text(f'name = "t"\nout = "{tmp_path / "out"}"\n[data]\ncorpus = "ravdess_av"\nroot = "{data_root}"\n'
-                 '[data.modalities]\nau = "ravdess_av:au"\nmfcc = "ravdess_av:mfcc"\n[fusion]\nmodel = "concat"\n'
-                 '[fusion.train]\nepochs = 2\n')
-    ck = tmp_path / "c.safetensors"
-    r = subprocess.run([sys.executable, "-m", "emofuse.cli", "train", str(f), "--save-checkpoint", str(ck)],
+    f.write_text(f'name = "t"\nout = "{tmp_path / "out"}"\n[data]\ncorpora = ["ravdess_av"]\nroot = "{data_root}"\n'
+                 'labels = "original"\n[data.modalities]\nau = "ravdess_av:au"\nmfcc = "ravdess_av:mfcc"\n'
+                 '[fusion]\nmodel = "concat"\n[fusion.train]\nepochs = 2\n')
+    path = tmp_path / "c.safetensors"
+    r = subprocess.run([sys.executable, "-m", "emofuse.cli", "train", str(f), "--save", str(path)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     res = json.loads((out / "results.json").read_text())
     assert len(res["folds"]) == 6 and len(res["labels"]) == 8 and "calm" in res["labels"]
-    assert all((out / n).is_file() for n in ("report.md", "curves.png", "confusion.png", "fold-fold1.json"))
-    _, meta = tf.load_checkpoint(ck)
+    assert all((out / n).is_file() for n in ("report.md", "curves.png", "confusion.png", "fold-fold1.json",
+                                              "config.toml"))
+    _, meta = ck.load_network(path)
     assert meta["features"]["au"]["source"] == "ravdess_av:au" and len(meta["features"]["mfcc"]["mean"]) == 259
     assert meta["training"]["protocol"] == "kfold"
 
@@ -322,7 +333,7 @@ def test_benchmark_core_on_synthetic_data() -> None:
     assert subsets == [("a",), ("b",), ("a", "b")]
     jobs = b.make_jobs(["late", "gated"], subsets, splits)
     assert len(jobs) == 2 * 3 * 3
-    res = b.run_jobs(jobs, p, LABELS, tf.TrainOptions(epochs=2), {"hidden": 16}, workers=1, log=None)
+    res = b.run_jobs(jobs, p, LABELS, tn.TrainOptions(epochs=2), {"hidden": 16}, workers=1, log=None)
     rows = b.aggregate(res)
     assert len(rows) == 2 * 3 * 2 and all(r["n_runs"] == (2 if r["protocol"] == "kfold" else 1) for r in rows)
     assert all(r["params"] > 0 and r["latency_ms"] > 0 and 0 <= r["UA"] <= 1 for r in rows)

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from emofuse.models.losses import (
+from emofuse.networks.losses import (
     focal_loss,
     masked_l1,
     masked_mse,

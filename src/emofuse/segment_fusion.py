@@ -1,15 +1,17 @@
-"""Fusion of the modalities present on a segment, at analysis time.
+"""How the analysis fuses the expert outputs of one segment (``emofuse analyze --fusion NAME``).
 
-One user-facing name space (``emofuse analyze --fusion NAME``):
+* A **rule** of :data:`RULES` (no training): ``confidence`` (the default) is confidence-weighted averaging
+  of the experts' distributions: each expert is weighted by its certainty, 1 - H(p)/log(K) (normalised
+  negative entropy: a flat distribution adds nothing, a peaked one counts fully), times an optional
+  per-modality prior.
+* A trained **fusion network** (:data:`emofuse.networks.NETWORKS`: ``late``, ``concat``, ``gated``, ...) given
+  with ``--checkpoint PATH`` (:class:`NetworkFusion`). Its inputs are rebuilt from the checkpoint's feature
+  specs out of what the analysis computes anyway (:data:`PIPELINE_SOURCES`), standardised with the training
+  statistics; modalities the analysis cannot compute (e.g. OpenFace action units) are masked, and the
+  result's notes say so.
 
-* ``late`` without a checkpoint (the default): confidence-weighted late fusion of the expert outputs:
-  each expert's distribution is weighted by its certainty, 1 - H(p)/log(K) (normalised negative entropy:
-  a flat distribution adds nothing, a peaked one counts fully), times an optional per-modality prior.
-* any name of :data:`emofuse.models.FUSION_MODELS` (``late``, ``concat``, ``pairwise``, ``gated``, ...)
-  with ``--checkpoint PATH``: a trained fusion network (:class:`NetworkFusion`). Its inputs are rebuilt
-  from the checkpoint's feature spec out of what the analysis computes anyway (:data:`PIPELINE_SOURCES`),
-  standardised with the training statistics; modalities the analysis cannot compute (e.g. OpenFace
-  action units) are masked, and the result's notes say so.
+A fuser is called as ``fuse(outputs, features)``: ``outputs`` maps modality -> ExpertOutput, ``features``
+maps source name -> the segment's raw vector (or ``[T, d]`` sequence); it returns a :class:`Fused` or None.
 """
 
 from __future__ import annotations
@@ -19,22 +21,15 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .errors import EmofuseError
+from .errors import InputError, UnknownNameError
 from .experts import ExpertOutput, project_va
+from .registry import Registry
 from .result import Fused
-from .taxonomy import EMOTIONS
+from .taxonomy import EMOTIONS, canonical_label
 
 # fuse(expert outputs, features=None): features are {source name: raw vector} (see PIPELINE_SOURCES)
 FusionFn = Callable[..., "Fused | None"]
-FUSIONS: dict[str, Callable[..., FusionFn]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., FusionFn]], Callable[..., FusionFn]]:
-    def deco(builder: Callable[..., FusionFn]) -> Callable[..., FusionFn]:
-        FUSIONS[name] = builder
-        return builder
-
-    return deco
+RULES: Registry[Callable[..., FusionFn]] = Registry("fusion rule")
 
 
 def certainty(p: np.ndarray) -> float:
@@ -42,8 +37,8 @@ def certainty(p: np.ndarray) -> float:
     return float(1.0 - (-(p * np.log(p)).sum()) / np.log(len(p)))
 
 
-@register("late")
-def late_fusion(priors: Mapping[str, float] | None = None, floor: float = 0.05) -> FusionFn:
+@RULES.register("confidence")
+def confidence_rule(priors: Mapping[str, float] | None = None, floor: float = 0.05) -> FusionFn:
     """``priors``: modality -> weight multiplier (default 1 each); ``floor`` keeps a lone flat expert usable."""
     pri = dict(priors or {})
 
@@ -59,28 +54,32 @@ def late_fusion(priors: Mapping[str, float] | None = None, floor: float = 0.05) 
         v = float(w @ [outputs[m].valence for m in names])
         a = float(w @ [outputs[m].arousal for m in names])
         return Fused({e: float(x) for e, x in zip(EMOTIONS, p)}, EMOTIONS[k], float(p[k]), v, a,
-                     {m: float(x) for m, x in zip(names, w)}, "late")
+                     {m: float(x) for m, x in zip(names, w)}, "confidence")
 
     return fuse
 
 
-def build(name: str = "late", **kwargs: object) -> FusionFn:
-    """An expert-level fusion (``late``). Fusion *networks* need a checkpoint: :class:`NetworkFusion`."""
-    if name not in FUSIONS:
-        from .models import FUSION_MODELS  # torch: only for this error path
+def build(name: str = "confidence", checkpoint: str | Path | None = None,
+          supplied: set[str] | None = None) -> FusionFn:
+    """The fuser ``--fusion NAME [--checkpoint PATH]`` asks for: a rule of :data:`RULES`, or a trained
+    network (:class:`NetworkFusion`; NAME may then be None, the checkpoint names its network)."""
+    if checkpoint is not None:
+        return NetworkFusion(checkpoint, name, supplied)
+    if name in RULES:
+        return RULES[name]()
+    from .networks import NETWORKS  # torch: only on this error path
 
-        if name in FUSION_MODELS:
-            raise EmofuseError(f"fusion {name!r} is a network: give its trained weights with --checkpoint PATH "
-                               "(train one with `emofuse train CONFIG.toml --save-checkpoint PATH`)")
-        raise EmofuseError(f"unknown fusion {name!r}; available: {', '.join(fusion_names())}")
-    return FUSIONS[name](**kwargs)
+    if name in NETWORKS:
+        raise InputError(f"fusion {name!r} is a network: give its trained weights with --checkpoint PATH "
+                         "(train one with `emofuse train CONFIG.toml --save PATH`)")
+    raise UnknownNameError("fusion", name, fusion_names())
 
 
 def fusion_names() -> list[str]:
-    """Every name ``--fusion`` accepts: the expert-level ``late`` and the registered networks."""
-    from .models import FUSION_MODELS
+    """Every name ``--fusion`` accepts: the rules and the registered networks."""
+    from .networks import NETWORKS
 
-    return sorted(set(FUSIONS) | set(FUSION_MODELS))
+    return sorted(set(RULES) | set(NETWORKS))
 
 
 # Feature sources the analysis computes itself, by the name the training side gives them (extractor names
@@ -94,7 +93,6 @@ PIPELINE_SOURCES: dict[str, str] = {
     "text-e5-small": "multilingual E5-small embedding of the transcript (non-English lines)",
     "face-expert-probs": "the face expert's 7 class probabilities (canonical order)",
 }
-_SOURCE_MODALITY = {"voice": "voice", "text": "text", "face": "face"}
 
 
 def supplied_sources(modalities: tuple[str, ...], asr_model: str) -> set[str]:
@@ -109,18 +107,12 @@ def supplied_sources(modalities: tuple[str, ...], asr_model: str) -> set[str]:
     return out
 
 
-def canonical_label(name: str) -> str | None:
-    """A checkpoint class name -> the canonical emotion it counts as (None: no canonical class)."""
-    from . import taxonomy
+def _modality(source: str, default: str) -> str:
+    """The analysis modality (voice / face / text) a feature source belongs to."""
+    from .extractors import EXTRACTORS
 
-    if name in EMOTIONS:
-        return name
-    for table in (taxonomy.RAVDESS, taxonomy.MELD, taxonomy.FER2013, taxonomy.GOEMOTIONS_EKMAN):
-        if name in table and table[name] is not None:
-            return table[name]
-    from .corpora.ravdess import LABEL_MAP  # RAVDESS's own names: calm -> neutral, disgust -> disgusted
-
-    return LABEL_MAP.get(name)
+    ex = EXTRACTORS.get(source)
+    return ex.modality if ex is not None else default
 
 
 def _as_input(x: np.ndarray, kind: str, dim: int) -> np.ndarray:
@@ -135,34 +127,29 @@ class NetworkFusion:
     ``features`` maps source names (:data:`PIPELINE_SOURCES`) to the segment's raw vectors; each
     checkpoint modality whose source is there is standardised with the checkpoint's statistics and fed to
     the network; the others are left out (= masked: the networks treat an absent modality as missing).
-    A segment where none is there falls back to ``late`` over its experts (method says so)."""
+    A segment where none is there falls back to the ``confidence`` rule over its experts (method says so)."""
 
     def __init__(self, checkpoint: str | Path, name: str | None = None,
                  supplied: set[str] | None = None) -> None:
         import torch
 
-        from .training.fusion import FeatureSpec, load_checkpoint, read_meta
+        from .checkpoints import FeatureSpec, check_identity, load_network, read_network_meta
 
-        meta = read_meta(checkpoint)
+        meta = read_network_meta(checkpoint)
         if name is not None and name != meta.get("model"):
-            raise EmofuseError(f"--fusion {name} does not match checkpoint {checkpoint}, which holds a "
-                               f"{meta.get('model')!r} network; pass --fusion {meta.get('model')} (or leave it out)")
-        self.model, self.meta = load_checkpoint(checkpoint)
+            raise InputError(f"--fusion {name} does not match checkpoint {checkpoint}, which holds a "
+                             f"{meta.get('model')!r} network; pass --fusion {meta.get('model')} (or leave it out)")
+        self.model, self.meta = load_network(checkpoint)
         self.name: str = self.meta["model"]
         self.specs = {m: FeatureSpec.from_dict(d) for m, d in self.meta["features"].items()}
         supplied = set(PIPELINE_SOURCES) if supplied is None else set(supplied)
-        from .extract import EXTRACTORS
-
         for m, s in self.specs.items():  # same extractor name, other model/version/settings: other features
-            if s.identity and s.source in EXTRACTORS and EXTRACTORS[s.source].config_hash() != s.identity:
-                raise EmofuseError(f"checkpoint {checkpoint}: modality {m!r} was trained on {s.source} features "
-                                   f"with config hash {s.identity}, but this emofuse computes "
-                                   f"{EXTRACTORS[s.source].config_hash()}; retrain the network on current features")
+            check_identity(s, f"checkpoint {checkpoint}: modality {m!r}")
         self.usable = {m: s for m, s in self.specs.items() if s.source in supplied}
         lost = {m: s for m, s in self.specs.items() if m not in self.usable}
         if not self.usable:
             need = "; ".join(f"{m}: {s.source} ({s.kind}, dim {s.dim})" for m, s in self.specs.items())
-            raise EmofuseError(
+            raise InputError(
                 f"checkpoint {checkpoint} ({self.name}) needs {need}, and this analysis can compute none of them "
                 f"(it computes {', '.join(sorted(supplied)) or 'nothing with these --modalities'}); use a "
                 "checkpoint trained on emofuse's own features (e.g. voice-whisper-base), or other --modalities")
@@ -187,11 +174,11 @@ class NetworkFusion:
         inputs = {m: torch.from_numpy(s.normalise(_as_input(feats[s.source], s.kind, s.dim)))
                   for m, s in self.usable.items() if s.source in feats and feats[s.source] is not None}
         if not inputs:
-            f = late_fusion()(outputs)
+            f = confidence_rule()(outputs)
             if f is None:
                 return None
             return Fused(f.probs, f.label, f.confidence, f.valence, f.arousal, f.weights,
-                         f"late (no input for {self.name})")
+                         f"confidence (no input for {self.name})")
         with torch.no_grad():
             out = self.model(inputs)
         q = torch.softmax(out["logits"].float(), dim=-1)[0].numpy().astype(np.float64)
@@ -203,6 +190,6 @@ class NetworkFusion:
         v_proj, a = project_va(p)
         v = float(np.clip(float(out["valence"][0]), -1, 1)) if "valence" in out else v_proj
         k = int(p.argmax())
-        used = sorted({_SOURCE_MODALITY.get(self.usable[m].source.split("-")[0], m) for m in inputs})
+        used = sorted({_modality(self.usable[m].source, m) for m in inputs})
         return Fused({e: float(x) for e, x in zip(EMOTIONS, p)}, EMOTIONS[k], float(p[k]), v, a,
                      {m: 1.0 / len(used) for m in used}, self.name)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .fusion import FusionConfig, FusionModel, _pool, _proj, register
+from .base import FusionConfig, FusionModel, _pool, _proj, register
 from .losses import IGNORE_INDEX, masked_l1
 
 __all__ = ["SelfMM", "SelfMMLabels", "generate_unimodal_labels"]

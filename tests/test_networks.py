@@ -13,12 +13,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from emofuse.models import FUSION_MODELS, FusionConfig, UnknownFusionModelError, build, modality_dropout  # noqa: E402
+from emofuse.errors import UnknownNameError  # noqa: E402
+from emofuse.networks import NETWORKS, FusionConfig, build, modality_dropout  # noqa: E402
 
 DIMS = {"voice": 12, "face": 7, "text": 9}
 MODS = tuple(DIMS)
 SUBSETS = [s for r in range(1, 4) for s in itertools.combinations(MODS, r)]
-NAMES = sorted(FUSION_MODELS)
+NAMES = sorted(NETWORKS)
 ALL_NAMES = {"late", "concat", "pairwise", "gated", "transformer_gate", "talking_heads", "mult", "self_mm"}
 # models whose attention has no gradient into its query/key maps for length-1 sequences (softmax
 # over one key is constant); their every-parameter-gradient check runs on sequences only
@@ -73,11 +74,11 @@ def warm_up(model, x, mask, target, epochs: int = 2) -> None:
 
 
 def test_registry_names():
-    assert set(FUSION_MODELS) == ALL_NAMES
+    assert set(NETWORKS) == ALL_NAMES
 
 
 def test_models_package_is_import_light():
-    code = ("import sys, emofuse.models as m; assert 'torch' not in sys.modules; "
+    code = ("import sys, emofuse.networks as m; assert 'torch' not in sys.modules; "
             "m.FusionConfig; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -227,11 +228,11 @@ def test_overfits_tiny_data(name):
 
 
 def test_unknown_name_lists_registered():
-    with pytest.raises(UnknownFusionModelError) as info:
+    with pytest.raises(UnknownNameError) as info:
         build("nope", FusionConfig(dims=DIMS))
     msg = str(info.value)
     assert "nope" in msg
-    for name in FUSION_MODELS:
+    for name in NETWORKS:
         assert name in msg
     assert isinstance(info.value, ValueError)
 
@@ -424,7 +425,7 @@ def test_talking_heads_mixing_trains_on_vectors():
 
 
 def test_self_mm_label_rule_by_hand():
-    from emofuse.models.self_mm import generate_unimodal_labels
+    from emofuse.networks.self_mm import generate_unimodal_labels
 
     pos, neg = torch.tensor([0.0, 0.0]), torch.tensor([3.0, 0.0])
     fusion = (pos, neg)
@@ -445,7 +446,7 @@ def test_self_mm_label_rule_by_hand():
 
 
 def test_self_mm_memory_moves_labels():
-    from emofuse.models.self_mm import SelfMMLabels
+    from emofuse.networks.self_mm import SelfMMLabels
 
     mem = SelfMMLabels(4, ("a",), 2)
     y = torch.tensor([1.0, 1.0, -1.0, -1.0])
@@ -465,7 +466,7 @@ def test_self_mm_memory_moves_labels():
 
 
 def test_self_mm_fixed_label_bound():
-    from emofuse.models.self_mm import SelfMMLabels
+    from emofuse.networks.self_mm import SelfMMLabels
 
     y, idx = torch.tensor([0.5, -0.5]), torch.arange(2)
     feats, present = {"fusion": torch.randn(2, 2), "a": torch.randn(2, 2)}, {"a": torch.ones(2, dtype=torch.bool)}

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .fusion import FusionConfig, FusionModel, Prepared, _masked_mean, _pool, register
+from .base import FusionConfig, FusionModel, Prepared, _masked_mean, _pool, register
 from .losses import IGNORE_INDEX, sentiment_bins, supcon_loss
 
 __all__ = ["Attention", "Block", "MulT", "TalkingHeadsFusion", "TransformerGateFusion", "sinusoid"]
