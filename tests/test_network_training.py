@@ -343,3 +343,49 @@ def test_benchmark_core_on_synthetic_data() -> None:
     assert "### Target check (kfold" in check
     line = next(x for x in check.splitlines() if x.startswith("| a+b | gated |"))
     assert line.split("|")[9].strip().endswith("/2")  # wins out of the 2 (fold, seed) pairs
+
+
+@pytest.mark.parametrize("extra, key", [('hidden = "big"', "fusion: a value has the wrong type"),
+                                        ("dropout = 1.5", "fusion: dropout must be in"),
+                                        ('[fusion.train]\nepochs = "ten"', "fusion.train: TrainOptions.epochs"),
+                                        ('[fusion.train]\nlr = -1.0', "fusion.train: epochs, batch_size")])
+def test_fusion_options_are_checked_when_the_config_loads(tmp_path: Path, extra: str, key: str) -> None:
+    from emofuse.training.config import load_config
+
+    f = tmp_path / "c.toml"
+    f.write_text('[data]\ncorpora = ["ravdess_av"]\nroot = "x"\n[data.modalities]\nau = "ravdess_av:au"\n'
+                 f'[fusion]\nmodel = "gated"\n{extra}\n')
+    with pytest.raises(InputError, match=key):
+        load_config(f)
+
+
+def test_network_runs_never_evaluate_the_part_that_chose_the_epoch(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """A holdout corpus without a test part: the epoch is chosen on a part carved from train, the
+    validation part is only evaluated (so its figures are labelled validation)."""
+    from emofuse import extractors as exs
+    from emofuse.corpora import CORPORA
+    from emofuse.corpora.manifest import Corpus, Item, Manifest
+    from emofuse.training.config import DataConfig, FusionSection, ProtocolConfig, TrainConfig
+    from emofuse.training.run import run
+
+    rng = np.random.default_rng(0)
+    items = [Item(id=f"s{s}-{j}", corpus="synthn", text=f"{j % 3} {s} {j}", speaker=f"s{s}",
+                  split="val" if s >= 5 else "train", label=["neutral", "happy", "sad"][j % 3])
+             for s in range(6) for j in range(12)]
+
+    def compute(model, cfg, its):  # type: ignore[no-untyped-def]
+        return [rng.normal(size=4).astype(np.float32) + np.eye(4, dtype=np.float32)[int(it.text.split()[0])] * 3
+                for it in its]
+
+    monkeypatch.setitem(CORPORA, "synthn", Corpus("synthn", lambda root: Manifest(items), "", "any"))
+    monkeypatch.setitem(exs.EXTRACTORS, "fake-n", exs.Extractor("fake-n", "text", exs.TextConfig("fake", "fake"),
+                                                               lambda cfg, threads: None, compute))
+    cfg = TrainConfig("n", DataConfig(("synthn",), str(tmp_path), None, str(tmp_path / "cache"),
+                                      modalities=(("a", "fake-n"),)), ProtocolConfig("holdout", {"val_speakers": 1}),
+                      None, 0, str(tmp_path / "out"), fusion=FusionSection("concat", {"hidden": 8},
+                                                                           tn.TrainOptions(epochs=3)))
+    r = run(cfg, progress=False)
+    f = r["folds"][0]
+    assert f["evaluated_on"] == "validation" and f["n_val"] == 12
+    assert f["n_select"] == 12 and f["n_train"] == 48  # one training speaker carved out to choose the epoch

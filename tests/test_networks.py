@@ -77,7 +77,7 @@ def test_registry_names():
     assert set(NETWORKS) == ALL_NAMES
 
 
-def test_models_package_is_import_light():
+def test_networks_package_is_import_light():
     code = ("import sys, emofuse.networks as m; assert 'torch' not in sys.modules; "
             "m.FusionConfig; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

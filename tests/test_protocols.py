@@ -296,5 +296,9 @@ def test_inner_folds_are_speaker_disjoint_and_cover_the_pool():
 def test_protocol_parameter_and_name_errors_are_input_errors():
     with pytest.raises(UnknownNameError, match="unknown protocol 'kfolds'; known: holdout"):
         make_splits("kfolds", synth())
-    with pytest.raises(InputError, match="unexpected keyword"):
+    with pytest.raises(InputError, match="protocol loco takes no parameter 'k'; it takes seed, val_speakers"):
         make_splits("loco", synth(), k=3)
+    with pytest.raises(InputError, match="val_fraction must be int or float, not '0.1'"):
+        make_splits("holdout", synth(), val_fraction="0.1")
+    with pytest.raises(InputError, match="k must be int, not True"):
+        make_splits("kfold", synth(), k=True)

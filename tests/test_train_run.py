@@ -146,6 +146,7 @@ def test_end_to_end_kfold(synth, tmp_path):
     head = load_head(out / "head.safetensors")
     assert head.labels == LABELS and head.feature.source == "fake-text" and head.feature.identity
     assert head.meta["training"]["C"] == r["final"]["C"] and "UA" in head.meta["metrics"]["kfold"]["summary"]
+    assert "evaluated" not in r["final"] and "saved_head" not in head.meta["metrics"]["kfold"]  # it saw every item
     # second run reads the cache only
     r2 = run_mod.run(cfg, progress=False)
     assert r2["data"]["extract"]["computed"] == 0 and r2["chosen_C"] == r["chosen_C"]
@@ -168,10 +169,14 @@ def test_C_choice_ignores_test_labels(synth, monkeypatch):
     assert r1["folds"][0]["metrics"] != r2["folds"][0]["metrics"]  # the test figures did change
 
 
-def test_no_test_split_is_labelled_validation(synth):
+def test_no_test_split_is_labelled_validation(synth, tmp_path):
     synth["items"] = [it for it in _synthetic_items(splits=True) if it.split != "test"]
     cfg = replace(synth["cfg"], protocol=ProtocolConfig("holdout", {}))
-    r = run_mod.run(cfg, progress=False)
+    r = run_mod.run(cfg, progress=False, save=tmp_path / "h.safetensors")
+    # the saved head is fitted on train (selection part included) and scored on the validation part it never saw
+    assert r["final"]["n_items"] == 64 and 0 < r["final"]["evaluated"]["UA"] <= 1
+    saved = load_head(tmp_path / "h.safetensors").meta["metrics"]["holdout"]["saved_head"]
+    assert saved["UA"] == round(r["final"]["evaluated"]["UA"], 4) and "synth" in saved["by_corpus"]
     f = r["folds"][0]
     assert r["evaluated_on"] == "validation" and f["n_test"] == 0
     assert f["n_select"] > 0 and f["n_train"] + f["n_select"] == 64  # C chosen on a part of train, not on val
@@ -190,11 +195,11 @@ def test_train_and_evaluate_commands(synth, tmp_path):
     out = tmp_path / "eval.json"
     args = ["evaluate", "--head", str(head), "--corpus", "synth", "--data", str(tmp_path), "--cache",
             synth["cfg"].data.cache, "--no-progress"]
-    r = cli.invoke(app, args + ["--extractor", "fake-text", "--split", "test", "--out", str(out)])
+    r = cli.invoke(app, args + ["--extractor", "fake-text", "--split", "test", "--output", str(out)])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["n"] == 16 and 0 <= res["metrics"]["UA"] <= 1 and res["extractor"] == "fake-text"
-    assert cli.invoke(app, args + ["--split", "test", "--out", str(out)]).exit_code == 0  # the head names its extractor
+    assert cli.invoke(app, args + ["--split", "test", "--output", str(out)]).exit_code == 0  # the head names its extractor
     r = cli.invoke(app, args + ["--extractor", "text-minilm-l6"])
     assert r.exit_code == 2 and "fake-text" in r.stderr and "Traceback" not in r.output
     bad = tmp_path / "bad.toml"
@@ -384,7 +389,7 @@ def test_evaluate_a_shipped_head_with_its_registered_extractor(data_root, tmp_pa
     out = tmp_path / "eval.json"
     r = CliRunner().invoke(app, ["evaluate", "--head", str(head), "--extractor", "voice-whisper-base", "--corpus",
                                  "ravdess", "--data", str(data_root), "--split", "all", "--limit", "40", "--cache",
-                                 str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
+                                 str(tmp_path / "cache"), "--output", str(out), "--no-progress"])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["n"] == 40 and res["n_failed"] == 0 and res["metrics"]["UA"] > 0.5  # the head saw these clips
@@ -405,3 +410,22 @@ def test_config_dataclasses_validate_themselves():
                       (lambda: RegressionConfig((1.0,), (("valence", (("emobank", "R2"),)),)), "regression.valence")):
         with pytest.raises(InputError, match=key):
             make()
+
+
+def test_loso_and_a_second_protocol_write_their_fold_files(synth):
+    """Split names hold corpus/speaker (loso): the fold files get safe names; each protocol carves with its
+    own parameters."""
+    cfg = replace(synth["cfg"], protocol=ProtocolConfig("loso", {"val_speakers": 1}),
+                  extra_protocols=(ProtocolConfig("kfold", {"k": 2, "val_speakers": 2}),))
+    r = run_mod.run(cfg, progress=False)
+    out = Path(cfg.out)
+    assert len(r["folds"]) == 6 and (out / "fold-loso-synth_spk0.json").is_file()
+    assert (out / "fold-kfold-fold1.json").is_file() and r["other_protocols"][0]["params"] == {"k": 2, "val_speakers": 2}
+    assert all(f["n_val"] == 2 * 16 for f in r["other_protocols"][0]["folds"])  # its own val_speakers
+
+
+def test_two_classes_train_and_predict(synth, tmp_path):
+    synth["items"] = [it for it in _synthetic_items() if it.label in ("happy", "sad")]
+    r = run_mod.run(synth["cfg"], progress=False, save=tmp_path / "h.safetensors")
+    head = load_head(tmp_path / "h.safetensors")
+    assert r["labels"] == ["happy", "sad"] and head.W.shape == (8, 2) and r["summary"]["UA"]["mean"] > 0.6

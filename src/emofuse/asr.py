@@ -23,17 +23,34 @@ if TYPE_CHECKING:
 ASR_MODELS = ("whisper-base", "whisper-tiny.en")
 
 
+def check_model(name_or_path: str) -> None:
+    """MissingComponentError unless ``name_or_path`` is a registered Whisper component or a directory holding
+    a CTranslate2 model (model.bin); cheap, so options are checked before anything loads."""
+    if name_or_path in ASR_MODELS:
+        return
+    p = Path(name_or_path).expanduser()
+    if not (p.is_dir() and (p / "model.bin").exists()):
+        raise MissingComponentError(
+            f"ASR model {name_or_path!r} is neither one of {', '.join(ASR_MODELS)} nor a CTranslate2 Whisper "
+            "directory containing model.bin (convert one with `ct2-transformers-converter`)")
+
+
+def check_language(code: str) -> None:
+    """InputError unless ``code`` is a language Whisper knows (ISO 639-1 code such as en, zh, de)."""
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES as codes
+    except ImportError:  # the list moved: the ASR model reports an unknown code when it decodes
+        return
+    if code not in codes:
+        raise InputError(f"language {code!r} is not one Whisper knows; give an ISO 639-1 code such as en, zh, de, "
+                         "fr, es, pl, tr (or leave --language out to detect it)")
+
+
 def model_dir(name_or_path: str) -> Path:
     """A registered component name (``whisper-base``, ``whisper-tiny.en``) or a user's CTranslate2
     model directory (must hold model.bin, config.json, tokenizer.json)."""
-    if name_or_path in COMPONENTS:
-        return resolve(name_or_path)
-    p = Path(name_or_path).expanduser()
-    if p.is_dir() and (p / "model.bin").exists():
-        return p
-    raise MissingComponentError(
-        f"ASR model {name_or_path!r} is neither one of {', '.join(ASR_MODELS)} nor a CTranslate2 Whisper "
-        "directory containing model.bin (convert one with `ct2-transformers-converter`)")
+    check_model(name_or_path)
+    return resolve(name_or_path) if name_or_path in COMPONENTS else Path(name_or_path).expanduser()
 
 
 def load_whisper(name_or_path: str = "whisper-base", threads: int | None = None) -> "WhisperModel":

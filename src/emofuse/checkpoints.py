@@ -256,10 +256,10 @@ def save_network(path: str | Path, model: "nn.Module", name: str, meta: Mapping[
                 "emofuse_version": _version()})
     for key in ("features", "labels"):
         if key not in doc:
-            raise ValueError(f"checkpoint metadata needs {key!r}")
+            raise InputError(f"checkpoint metadata needs {key!r}")
     missing = set(model.config.modalities) - set(doc["features"])  # type: ignore[union-attr]
     if missing:
-        raise ValueError(f"checkpoint metadata lacks the feature spec of {sorted(missing)}")
+        raise InputError(f"checkpoint metadata lacks the feature spec of {sorted(missing)}")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     return _write(path, state, doc, lambda t, p, metadata: save_file(dict(t), p, metadata=metadata))
 

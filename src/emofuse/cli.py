@@ -20,8 +20,8 @@ from typer.core import TyperGroup
 
 from .errors import EmofuseError
 
-BUG_REPORT = ("this is a bug in emofuse, not a problem with your input: please report it (the emofuse issue "
-              "tracker) with the command you ran and this message; EMOFUSE_DEBUG=1 prints the traceback")
+BUG_REPORT = ("this is a bug in emofuse, not a problem with your input: please report it to the emofuse "
+              "maintainers with the command you ran and this message (EMOFUSE_DEBUG=1 prints the traceback)")
 
 
 class _Group(TyperGroup):
@@ -101,10 +101,10 @@ def analyze(
     opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                            asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
                            max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None)
+    out = _open_output(output) if output else sys.stdout  # a bad -o fails before the models load
     with err.status("loading models…"):
         analyzer = Analyzer(opts)
 
-    out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore") if fmt is Format.csv else None
     if writer:
         writer.writeheader()
@@ -137,6 +137,17 @@ def analyze(
     if failed:
         err.print(f"[yellow]{failed} of {len(jobs)} inputs failed[/]")
         raise typer.Exit(1)
+
+
+def _open_output(path: Path) -> Any:
+    """``-o PATH`` opened for writing (its folder created), or an InputError naming the fix."""
+    from .errors import InputError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8", newline="")
+    except OSError as e:
+        raise InputError(f"cannot write the output file {path} ({e.strerror or e}); give -o a writable file path") from None
 
 
 def _run_one(analyzer, kind: str, item: object, err):  # type: ignore[no-untyped-def]
@@ -190,16 +201,18 @@ def setup() -> None:
     err.print("[green]ready[/]")
 
 
+CorpusName = Annotated[str, typer.Option("--corpus", help="corpus name (emofuse.corpora.CORPORA)")]
+DataRoot = Annotated[Path, typer.Option("--data", help="the corpus folder or the shared data folder")]
 Workers = Annotated[int, typer.Option(min=1, help="feature-extraction processes (each loads the model once)")]
-Cache = Annotated[Optional[Path], typer.Option(help="feature cache folder (default $EMOFUSE_FEATURE_CACHE or "
-                                                    "~/.cache/emofuse/features)")]
+Cache = Annotated[Optional[Path], typer.Option(help="feature cache folder (default: $EMOFUSE_FEATURE_CACHE, else "
+                                                    "$EMOFUSE_CACHE/features, else ~/.cache/emofuse/features)")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
 
 
 @app.command()
 def extract(
-    corpus: Annotated[str, typer.Option(help="corpus name (emofuse.corpora.CORPORA)")],
-    data: Annotated[Path, typer.Option(help="the corpus folder or the shared data folder")],
+    corpus: CorpusName,
+    data: DataRoot,
     extractor: Annotated[str, typer.Option(help="extractor name (emofuse.extractors.EXTRACTORS)")],
     cache: Cache = None,
     workers: Workers = 1,
@@ -263,20 +276,21 @@ def train(
 @app.command()
 def evaluate(
     head: Annotated[Path, typer.Option(help="a saved head (.safetensors), e.g. src/emofuse/weights/voice-whisper-base.safetensors")],
-    corpus: Annotated[str, typer.Option(help="corpus name (emofuse.corpora.CORPORA)")],
-    data: Annotated[Path, typer.Option(help="the corpus folder or the shared data folder")],
+    corpus: CorpusName,
+    data: DataRoot,
     extractor: Annotated[Optional[str], typer.Option(help="the head's extractor (default: the one it records)")] = None,
     split: Annotated[str, typer.Option(help="test, val (val or dev) or all")] = "test",
     cache: Cache = None,
     workers: Workers = 1,
     limit: Annotated[Optional[int], typer.Option(min=1, help="a seeded subsample of N items")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="metrics JSON (default: beside the head)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="metrics JSON (default: "
+                                                   "runs/eval-<head>-<corpus>-<split>.json)")] = None,
     no_progress: NoProgress = False,
 ) -> None:
     """Evaluate a saved head on a corpus."""
     from .training.run import evaluate_head
 
-    r = evaluate_head(head, corpus, data, extractor, split, cache, workers, limit, out, not no_progress)
+    r = evaluate_head(head, corpus, data, extractor, split, cache, workers, limit, output, not no_progress)
     m = r["metrics"]
     print(f"{corpus} {split} ({r['n']} items): UA {100 * m['UA']:.1f}  WA {100 * m['WA']:.1f}  "
           f"macro-F1 {100 * m['macro_f1']:.1f}  -> {r['out']}")

@@ -43,6 +43,20 @@ def project_va(p: np.ndarray) -> tuple[float, float]:
     return float(v), float(a)
 
 
+def canonical_probs(p: np.ndarray, labels: tuple[str, ...] | list[str]) -> np.ndarray:
+    """``[n, len(labels)]`` probabilities over a model's own classes -> ``[n, 7]`` over the canonical
+    EMOTIONS: classes that count as one canonical class add up (RAVDESS calm -> neutral), classes without
+    one are dropped and the rest renormalised; canonical classes the model lacks get 0."""
+    p = np.atleast_2d(np.asarray(p, dtype=np.float64))
+    out = np.zeros((p.shape[0], len(EMOTIONS)), dtype=np.float64)
+    for j, lab in enumerate(labels):
+        c = canonical_label(lab)
+        if c is not None:
+            out[:, EMOTIONS.index(c)] += p[:, j]
+    total = out.sum(axis=1, keepdims=True)
+    return np.divide(out, total, out=np.full_like(out, 1.0 / len(EMOTIONS)), where=total > 0)
+
+
 def to_output(p: np.ndarray, va: tuple[float, float] | None = None, **extra: Any) -> ExpertOutput:
     p = np.asarray(p, dtype=np.float64)
     p = p / p.sum()
@@ -71,10 +85,6 @@ class LinearHead:
     R: np.ndarray | None = None  # [dim, 2] valence, arousal
     c: np.ndarray | None = None  # [2]
 
-    def __post_init__(self) -> None:
-        idx = [EMOTIONS.index(c) if (c := canonical_label(lab)) else -1 for lab in self.labels]
-        self._to_canon = np.array(idx, dtype=np.int64)
-
     def _z(self, x: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(x).astype(np.float32) - self.mean) / self.scale
 
@@ -86,16 +96,8 @@ class LinearHead:
         return e / e.sum(axis=1, keepdims=True)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """[n, dim] -> [n, 7] probabilities over the canonical EMOTIONS (labels the head lacks get 0; two
-        labels that count as one canonical class add up; labels without a canonical class are dropped and
-        the rest renormalised)."""
-        p = self.scores(x)
-        out = np.zeros((p.shape[0], len(EMOTIONS)), dtype=np.float64)
-        for j, k in enumerate(self._to_canon):
-            if k >= 0:
-                out[:, k] += p[:, j]
-        total = out.sum(axis=1, keepdims=True)
-        return np.divide(out, total, out=np.full_like(out, 1.0 / len(EMOTIONS)), where=total > 0)
+        """[n, dim] -> [n, 7] probabilities over the canonical EMOTIONS (:func:`canonical_probs`)."""
+        return canonical_probs(self.scores(x), self.labels)
 
     def predict_labels(self, x: np.ndarray) -> list[str]:
         """The most probable of the head's own labels, per row."""

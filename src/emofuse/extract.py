@@ -124,7 +124,8 @@ class ExtractReport:
     n_cached: int = 0
     n_done: int = 0
     n_failed: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (item id, message), for people
+    failed_keys: list[str] = field(default_factory=list)  # their item_key (ids repeat across corpora)
     seconds: float = 0.0
     items_per_second: float = 0.0  # items computed now / wall seconds of the computing part
     audio_seconds: float = 0.0  # audio decoded now (voice only)
@@ -255,6 +256,7 @@ def extract(items: Sequence[Item], extractor: str, cache: Path | None = None, wo
         for it, r in zip(chunk, res):
             if not isinstance(r, np.ndarray):
                 rep.failures.append((it.id, _message(r)))
+                rep.failed_keys.append(item_key(it))
         if good:
             X, lengths = _stack([r for _, r in good])
             _write_shard(folder, [item_key(it) for it, _ in good], [fps[item_key(it)] for it, _ in good],

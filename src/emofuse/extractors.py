@@ -69,6 +69,11 @@ class VoiceSeqConfig:
     gap_s: float = 0.0
     sequence: bool = True  # marks a sequence extractor ([T, d] per item; see extract.load_sequences)
 
+    def __post_init__(self) -> None:
+        if not self.chunk_s >= 0.02 or not 0 < self.window_s <= 30.0 or self.gap_s < 0:
+            raise InputError("VoiceSeqConfig: chunk_s must be >= 0.02 s (one encoder frame), window_s in (0, 30] s "
+                             "and gap_s >= 0")
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -76,6 +81,11 @@ class TextConfig:
     component: str  # store component whose sha256 keys the cache
     prefix: str | None = None  # e5 only: "passage" (as shipped) or "query"
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.prefix not in (None, "passage", "query") or self.batch_size < 1:
+            raise InputError(f"TextConfig: prefix must be None, 'passage' or 'query' and batch_size >= 1, not "
+                             f"{self.prefix!r} / {self.batch_size!r}")
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,11 @@ class FaceConfig:
     frame_max_side: int = 640  # as MediaOptions
     component: str = "fer-mini-xception"  # store component whose sha256 keys the cache
 
+    def __post_init__(self) -> None:
+        if not self.fps > 0 or self.frame_max_side < 16:
+            raise InputError(f"FaceConfig: fps must be > 0 and frame_max_side >= 16, not {self.fps!r} / "
+                             f"{self.frame_max_side!r}")
+
 
 @dataclass(frozen=True)
 class Extractor:
@@ -98,6 +113,8 @@ class Extractor:
     config: Any
     load: Callable[[Any, int | None], Any] = field(repr=False)
     compute: Callable[[Any, Any, Sequence[Item]], list[Any]] = field(repr=False)
+    description: str = ""  # what the features are, as the analysis computes them
+    analysis: bool = True  # the analysis computes it for every segment (False: a training view only)
 
     @property
     def sequence(self) -> bool:
@@ -131,7 +148,7 @@ class Extractor:
         return hashlib.sha256(blob).hexdigest()[:10]
 
     def describe(self) -> str:
-        return f"emofuse extractor {self.name} ({self.modality}; {json.dumps(asdict(self.config))})"
+        return f"{self.description} (emofuse extractor {self.name}; {json.dumps(asdict(self.config))})"
 
 
 # ------------------------------------------------------------------------------------------------ voice
@@ -296,21 +313,38 @@ def _compute_text(model: Any, cfg: TextConfig, items: Sequence[Item]) -> list[An
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def _voice(name: str, asr: str, span: str = "speech") -> Extractor:
-    return Extractor(name, "voice", VoiceConfig(asr, span=span), _load_voice, _compute_voice)
+def _voice(asr: str, span: str = "speech") -> Extractor:
+    if span == "clip":
+        return Extractor(f"voice-{asr}-clip", "voice", VoiceConfig(asr, span=span), _load_voice, _compute_voice,
+                         f"{asr} encoder states pooled over the whole VAD-cut clip (a training view)", analysis=False)
+    return Extractor(f"voice-{asr}", "voice", VoiceConfig(asr, span=span), _load_voice, _compute_voice,
+                     f"{asr} encoder states of the utterance, pooled (mean + std)")
 
 
-def _text(name: str, enc: str, comp: str, prefix: str | None = None) -> Extractor:
-    return Extractor(name, "text", TextConfig(enc, comp, prefix), _load_text, _compute_text)
+def _text(name: str, enc: str, comp: str, what: str, prefix: str | None = None) -> Extractor:
+    return Extractor(name, "text", TextConfig(enc, comp, prefix), _load_text, _compute_text, what)
 
 
 EXTRACTORS: Registry[Extractor] = Registry("extractor", {e.name: e for e in (
-    _voice("voice-whisper-base", "whisper-base"),
-    _voice("voice-whisper-tiny.en", "whisper-tiny.en"),
-    _voice("voice-whisper-base-clip", "whisper-base", span="clip"),
-    _voice("voice-whisper-tiny.en-clip", "whisper-tiny.en", span="clip"),
-    _text("text-minilm-l6", "minilm-l6", "minilm-l6"),
-    _text("text-e5-small", "e5-small", "e5-small-q4", "passage"),
-    Extractor("voice-whisper-base-seq", "voice", VoiceSeqConfig("whisper-base"), _load_voice, _compute_voice_seq),
-    Extractor("face-expert-probs", "face", FaceConfig(), _load_face, _compute_face),
+    _voice("whisper-base"),
+    _voice("whisper-tiny.en"),
+    _voice("whisper-base", span="clip"),
+    _voice("whisper-tiny.en", span="clip"),
+    _text("text-minilm-l6", "minilm-l6", "minilm-l6", "MiniLM-L6 sentence embedding of the transcript (English lines)"),
+    _text("text-e5-small", "e5-small", "e5-small-q4",
+          "multilingual E5-small embedding of the transcript (non-English lines)", "passage"),
+    Extractor("voice-whisper-base-seq", "voice", VoiceSeqConfig("whisper-base"), _load_voice, _compute_voice_seq,
+              "whisper-base encoder states of the utterance in 0.5 s chunks, [T, 512]"),
+    Extractor("face-expert-probs", "face", FaceConfig(), _load_face, _compute_face,
+              "the face expert's 7 class probabilities (canonical order), averaged over the segment's frames"),
 )})
+
+
+def for_analysis(modality: str, **config: Any) -> str | None:
+    """The registered extractor that computes what the analysis computes for ``modality`` with these config
+    values (e.g. ``for_analysis("voice", asr_model="whisper-base", span="speech")``), or None."""
+    missing = object()
+    for name, ex in EXTRACTORS.items():
+        if ex.analysis and ex.modality == modality and all(getattr(ex.config, k, missing) == v for k, v in config.items()):
+            return name
+    return None

@@ -55,6 +55,12 @@ class AnalyzerOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be an integer >= 1, not {v!r}")
+        from .asr import check_language, check_model
+
+        if "voice" in self.modalities or "text" in self.modalities:
+            check_model(self.asr_model)
+        if self.language is not None:
+            check_language(self.language)
 
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
@@ -71,9 +77,17 @@ class Analyzer:
     def __init__(self, options: AnalyzerOptions = AnalyzerOptions()) -> None:
         from . import segment_fusion
 
+        from .extractors import for_analysis
+
         self.options = options
         self.media_options = MediaOptions(fps=options.fps, max_duration=options.max_duration)
-        # A rule, or a trained network whose inputs come from the features computed below (PIPELINE_SOURCES).
+        # The registered extractors that compute what this analysis computes (their names key the features a
+        # fusion network is fed and the shipped heads); None where none matches (e.g. a user's own Whisper).
+        self.sources: dict[str, str | None] = {
+            "voice": for_analysis("voice", asr_model=options.asr_model, span="speech"),
+            "voice-seq": for_analysis("voice", asr_model=options.asr_model, sequence=True),
+            "text-en": for_analysis("text", encoder="minilm-l6"), "text-other": for_analysis("text", encoder="e5-small")}
+        # A rule, or a trained network whose inputs come from the features computed below (segment_fusion.pipeline_sources()).
         self.fuse: Any = segment_fusion.build(
             options.fusion or ("confidence" if options.checkpoint is None else None), options.checkpoint,
             segment_fusion.supplied_sources(options.modalities, options.asr_model))
@@ -113,12 +127,10 @@ class Analyzer:
         return self._asr
 
     def _find_voice_head(self) -> LinearHead | None:
-        from .store import COMPONENTS
-
-        name = self.options.asr_model
-        if name not in COMPONENTS:
+        src = self.sources["voice"]
+        if src is None:
             return None  # a user's own Whisper: no head was trained on its encoder (noted per input)
-        return _checked(shipped_head(f"voice-{name}"), f"voice-{name}")
+        return _checked(shipped_head(src), src)  # a shipped head is named after the extractor it reads
 
     def _load_face(self) -> Any:
         if self._face is None:
@@ -132,7 +144,8 @@ class Analyzer:
         if key not in self._text:
             from .features.text import get_encoder
 
-            self._text[key] = (get_encoder(key), _checked(shipped_head(f"text-{key}"), f"text-{key}"))
+            src = self.sources[f"text-{'en' if lang == 'en' else 'other'}"] or ""
+            self._text[key] = (get_encoder(key), _checked(shipped_head(src), src))
         return self._text[key]
 
     # -- analysis -----------------------------------------------------------------------------------
@@ -295,11 +308,12 @@ class Analyzer:
         if "text" in mods and utts:
             text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts], feats))
         if "voice" in mods:
+            pooled, seq = self.sources["voice"], self.sources["voice-seq"]
             for f, u in zip(feats, utts):
-                if u.embedding is not None:
-                    f[f"voice-{self.options.asr_model}"] = u.embedding
-                if u.frames is not None:
-                    f[f"voice-{self.options.asr_model}-seq"] = u.frames
+                if u.embedding is not None and pooled:
+                    f[pooled] = u.embedding
+                if u.frames is not None and seq:
+                    f[seq] = u.frames
         timings["text"] = time.perf_counter() - t
 
         segs = []
@@ -345,7 +359,7 @@ class Analyzer:
             for i, o in zip(idx, head.predict(X, encoder=enc.name)):
                 outs[i] = o
             if features is not None:
-                src = "text-minilm-l6" if key == "en" else "text-e5-small"  # as _text_expert picks them
+                src = head.feature.source  # the extractor the head reads (checked when it loaded)
                 for i, x in zip(idx, X):
                     features[i][src] = np.asarray(x)
         return [o for o in outs if o is not None]
@@ -366,9 +380,11 @@ def _checked(head: LinearHead, extractor: str) -> LinearHead:
 
 
 def _face_features(out: ExpertOutput | None) -> dict[str, np.ndarray]:
+    from .extractors import for_analysis
     from .taxonomy import EMOTIONS
 
-    return {} if out is None else {"face-expert-probs": np.array([out.probs[e] for e in EMOTIONS], dtype=np.float32)}
+    return {} if out is None else {for_analysis("face") or "": np.array([out.probs[e] for e in EMOTIONS],
+                                                                         dtype=np.float32)}
 
 
 def _background_priority() -> None:

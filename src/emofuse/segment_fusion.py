@@ -6,7 +6,7 @@
   per-modality prior.
 * A trained **fusion network** (:data:`emofuse.networks.NETWORKS`: ``late``, ``concat``, ``gated``, ...) given
   with ``--checkpoint PATH`` (:class:`NetworkFusion`). Its inputs are rebuilt from the checkpoint's feature
-  specs out of what the analysis computes anyway (:data:`PIPELINE_SOURCES`), standardised with the training
+  specs out of what the analysis computes anyway (:func:`pipeline_sources`), standardised with the training
   statistics; modalities the analysis cannot compute (e.g. OpenFace action units) are masked, and the
   result's notes say so.
 
@@ -22,12 +22,12 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .errors import InputError, UnknownNameError
-from .experts import ExpertOutput, project_va
+from .experts import ExpertOutput, canonical_probs, project_va
 from .registry import Registry
 from .result import Fused
-from .taxonomy import EMOTIONS, canonical_label
+from .taxonomy import EMOTIONS
 
-# fuse(expert outputs, features=None): features are {source name: raw vector} (see PIPELINE_SOURCES)
+# fuse(expert outputs, features=None): features are {source name: raw vector} (see pipeline_sources)
 FusionFn = Callable[..., "Fused | None"]
 RULES: Registry[Callable[..., FusionFn]] = Registry("fusion rule")
 
@@ -82,29 +82,20 @@ def fusion_names() -> list[str]:
     return sorted(set(RULES) | set(NETWORKS))
 
 
-# Feature sources the analysis computes itself, by the name the training side gives them (extractor names
-# of emofuse.extract, which mimic the analysis). Anything else in a checkpoint is masked.
-PIPELINE_SOURCES: dict[str, str] = {
-    "voice-whisper-base": "pooled Whisper-base encoder states of the utterance (ASR model whisper-base)",
-    "voice-whisper-tiny.en": "pooled Whisper-tiny.en encoder states of the utterance (ASR model whisper-tiny.en)",
-    "voice-whisper-base-seq": "Whisper-base encoder states of the utterance in 0.5 s chunks, [T, 512] (ASR model "
-                              "whisper-base)",
-    "text-minilm-l6": "MiniLM-L6 sentence embedding of the transcript (English lines)",
-    "text-e5-small": "multilingual E5-small embedding of the transcript (non-English lines)",
-    "face-expert-probs": "the face expert's 7 class probabilities (canonical order)",
-}
+def pipeline_sources() -> dict[str, str]:
+    """The feature sources the analysis computes itself for every segment, by the registered extractor that
+    computes the same for training: name -> description. Anything else in a checkpoint is masked."""
+    from .extractors import EXTRACTORS
+
+    return {n: e.description for n, e in EXTRACTORS.items() if e.analysis}
 
 
 def supplied_sources(modalities: tuple[str, ...], asr_model: str) -> set[str]:
-    """The PIPELINE_SOURCES an analyzer with these options can fill."""
-    out = set()
-    if "voice" in modalities:
-        out |= {src for src in (f"voice-{asr_model}", f"voice-{asr_model}-seq") if src in PIPELINE_SOURCES}
-    if "text" in modalities:
-        out |= {"text-minilm-l6", "text-e5-small"}
-    if "face" in modalities:
-        out.add("face-expert-probs")
-    return out
+    """The pipeline sources an analyzer with these options fills (voice ones need its ASR model)."""
+    from .extractors import EXTRACTORS
+
+    return {n for n in pipeline_sources() if EXTRACTORS[n].modality in modalities
+            and (EXTRACTORS[n].modality != "voice" or EXTRACTORS[n].config.asr_model == asr_model)}
 
 
 def _modality(source: str, default: str) -> str:
@@ -124,7 +115,7 @@ def _as_input(x: np.ndarray, kind: str, dim: int) -> np.ndarray:
 class NetworkFusion:
     """A trained fusion network as the analysis's fusion step: ``fuse(outputs, features)``.
 
-    ``features`` maps source names (:data:`PIPELINE_SOURCES`) to the segment's raw vectors; each
+    ``features`` maps source names (:func:`pipeline_sources`) to the segment's raw vectors; each
     checkpoint modality whose source is there is standardised with the checkpoint's statistics and fed to
     the network; the others are left out (= masked: the networks treat an absent modality as missing).
     A segment where none is there falls back to the ``confidence`` rule over its experts (method says so)."""
@@ -142,7 +133,8 @@ class NetworkFusion:
         self.model, self.meta = load_network(checkpoint)
         self.name: str = self.meta["model"]
         self.specs = {m: FeatureSpec.from_dict(d) for m, d in self.meta["features"].items()}
-        supplied = set(PIPELINE_SOURCES) if supplied is None else set(supplied)
+        sources = pipeline_sources()
+        supplied = set(sources) if supplied is None else set(supplied)
         for m, s in self.specs.items():  # same extractor name, other model/version/settings: other features
             check_identity(s, f"checkpoint {checkpoint}: modality {m!r}")
         self.usable = {m: s for m, s in self.specs.items() if s.source in supplied}
@@ -154,17 +146,19 @@ class NetworkFusion:
                 f"(it computes {', '.join(sorted(supplied)) or 'nothing with these --modalities'}); use a "
                 "checkpoint trained on emofuse's own features (e.g. voice-whisper-base), or other --modalities")
         notes = []
+        from .corpora import CORPUS_FEATURES
+
         for m, s in lost.items():
-            why = ("the analysis cannot compute it" + (" (no offline OpenFace)" if s.source.endswith(":au") else "")
-                   if s.source not in PIPELINE_SOURCES else "its modality or ASR model is not in use")
+            what = CORPUS_FEATURES.get(s.source) or s.description or "not an emofuse extractor"
+            why = f"the analysis cannot compute it ({what})" if s.source not in sources else \
+                "its modality or ASR model is not in use"
             notes.append(f"fusion network {self.name}: modality {m!r} ({s.source}) is masked: {why}")
         if lost and not float(self.meta.get("config", {}).get("modality_dropout", 0.0)):
             notes.append(f"fusion network {self.name} was trained without modality dropout, so its outputs with "
                          "masked modalities are outside what it was trained on; retrain with "
                          "fusion.modality_dropout > 0 for analysis use")
         self.notes: tuple[str, ...] = tuple(notes)
-        labels = list(self.meta["labels"])
-        self._to_canon = np.array([EMOTIONS.index(c) if (c := canonical_label(lab)) else -1 for lab in labels])
+        self.labels = list(self.meta["labels"])
         self._torch = torch
 
     def __call__(self, outputs: Mapping[str, ExpertOutput],
@@ -181,12 +175,8 @@ class NetworkFusion:
                          f"confidence (no input for {self.name})")
         with torch.no_grad():
             out = self.model(inputs)
-        q = torch.softmax(out["logits"].float(), dim=-1)[0].numpy().astype(np.float64)
-        p = np.zeros(len(EMOTIONS))
-        for j, k in enumerate(self._to_canon):
-            if k >= 0:
-                p[k] += q[j]  # e.g. RAVDESS calm counts as neutral; classes without a canonical match drop
-        p = p / p.sum() if p.sum() > 0 else np.full(len(EMOTIONS), 1.0 / len(EMOTIONS))
+        q = torch.softmax(out["logits"].float(), dim=-1).numpy()
+        p = canonical_probs(q, self.labels)[0]  # e.g. RAVDESS calm counts as neutral
         v_proj, a = project_va(p)
         v = float(np.clip(float(out["valence"][0]), -1, 1)) if "valence" in out else v_proj
         k = int(p.argmax())

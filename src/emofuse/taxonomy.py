@@ -28,18 +28,21 @@ RAVDESS_CODES: dict[str, str] = {
     "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
     "05": "angry", "06": "fearful", "07": "disgust", "08": "surprised",
 }
-RAVDESS_CLASSES: tuple[str, ...] = tuple(RAVDESS_CODES.values())
 RAVDESS: dict[str, str | None] = {
     "01": "neutral", "02": "neutral", "03": "happy", "04": "sad",
     "05": "angry", "06": "fearful", "07": "disgusted", "08": "surprised",
 }
+# RAVDESS's own class name -> canonical (calm -> neutral, disgust -> disgusted).
+RAVDESS_NAMES: dict[str, str | None] = {RAVDESS_CODES[c]: RAVDESS[c] for c in RAVDESS_CODES}
 
 # SAVEE file-name codes.
 SAVEE: dict[str, str | None] = {
     "n": "neutral", "h": "happy", "sa": "sad", "a": "angry", "f": "fearful", "d": "disgusted", "su": "surprised",
 }
 
-# FER2013 folder names (the model zoo order is angry, disgust, fear, happy, sad, surprise, neutral).
+# FER2013's class names in its own order (the csv's emotion index and the FER models' output order).
+FER2013_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# FER2013 folder / class names -> canonical.
 FER2013: dict[str, str | None] = {
     "angry": "angry", "disgust": "disgusted", "fear": "fearful", "happy": "happy",
     "sad": "sad", "surprise": "surprised", "neutral": "neutral",
@@ -64,8 +67,7 @@ def index(label: str) -> int:
 
 
 # A corpus's own class name -> canonical, for models trained on original labels (e.g. RAVDESS's 8 classes).
-_NAMED: tuple[dict[str, str | None], ...] = (
-    {RAVDESS_CODES[c]: RAVDESS[c] for c in RAVDESS_CODES}, MELD, FER2013, GOEMOTIONS_EKMAN)
+_NAMED: tuple[dict[str, str | None], ...] = (RAVDESS_NAMES, MELD, FER2013, GOEMOTIONS_EKMAN)
 
 
 def canonical_label(name: str) -> str | None:

@@ -31,6 +31,8 @@ from .manifest import SPLITS, Corpus, Item, Manifest, item_key, speaker_key
 MODULES = (ravdess, savee, emodb, crema_d, tess, iemocap, fer2013, ckplus, affectnet, afew, meld, goemotions, emobank,
            isear, mosi_sims, mosei, mmsa, ravdess_av)  # add a corpus module here
 CORPORA: Registry[Corpus] = Registry("corpus", {c.name: c for mod in MODULES for c in mod.CORPORA})
+# Feature sources that are columns of a corpus file rather than extractor outputs: name -> description.
+CORPUS_FEATURES: dict[str, str] = dict(ravdess_av.SOURCES)
 
 
 def prepare(name: str, root: str | Path) -> Manifest:
@@ -45,4 +47,4 @@ def prepare(name: str, root: str | Path) -> Manifest:
     return c.load(root)
 
 
-__all__ = ["CORPORA", "Corpus", "Item", "Manifest", "SPLITS", "emobox_folds", "item_key", "prepare", "speaker_key"]
+__all__ = ["CORPORA", "CORPUS_FEATURES", "Corpus", "Item", "Manifest", "SPLITS", "emobox_folds", "item_key", "prepare", "speaker_key"]

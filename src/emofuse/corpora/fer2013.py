@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..taxonomy import FER2013
+from ..taxonomy import FER2013, FER2013_ORDER
 from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir
 
 NAME = "fer2013"
@@ -35,7 +35,7 @@ IMAGES = (".jpg", ".jpeg", ".png")
 SIZE = 48
 
 LABEL_MAP: dict[str, str | None] = dict(FER2013)  # folder/class name -> canonical; nothing dropped
-CSV_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+CSV_CLASSES: tuple[str, ...] = FER2013_ORDER  # the csv's emotion index
 FOLDERS = {"train": "train", "training": "train", "validation": "val", "val": "val", "valid": "val",
            "publictest": "val", "test": "test", "privatetest": "test"}
 USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}

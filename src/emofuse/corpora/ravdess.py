@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from ..taxonomy import RAVDESS, RAVDESS_CODES
+from ..taxonomy import RAVDESS_CODES, RAVDESS_NAMES
 from .emobox import attach_folds, emobox_folds
 from .manifest import Corpus, Item, Manifest, Problems, require_dir
 
@@ -32,8 +32,8 @@ AUDIO = (".wav", ".flac")
 
 # The emotion code EE -> RAVDESS's own 8 class names (kept as ``original_label``; defined in the taxonomy).
 CODES: dict[str, str] = RAVDESS_CODES
-# original_label -> canonical; built from taxonomy.RAVDESS (calm -> neutral). Nothing is dropped.
-LABEL_MAP: dict[str, str | None] = {CODES[c]: RAVDESS[c] for c in CODES}
+# original_label -> canonical (taxonomy.RAVDESS_NAMES: calm -> neutral). Nothing is dropped.
+LABEL_MAP: dict[str, str | None] = RAVDESS_NAMES
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 INTENSITY = {"01": "normal", "02": "strong"}
 _NAME = re.compile(r"(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)")

@@ -44,7 +44,14 @@ LAYOUT = (f"<root>/{FILE} with arrays ids (str [n], RAVDESS ids 01-01-EE-II-SS-R
           f"(float [n, {N_AU + N_MFCC}]: {N_AU} OpenFace AUs then {N_MFCC} MFCC statistics)")
 _ID = re.compile(r"(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)")
 
-__all__ = ["FILE", "LABEL_MAP", "LAYOUT", "N_AU", "N_MFCC", "features", "load"]
+# The file's feature columns as feature sources of a training run (data.modalities); the analysis cannot
+# compute them (no offline OpenFace), so a network trained on them runs with them masked.
+SOURCES = {
+    "ravdess_av:au": "35 OpenFace facial action-unit values per clip (ravdess_au_mfcc.npz columns 0..34)",
+    "ravdess_av:mfcc": "259 MFCC statistics per clip (ravdess_au_mfcc.npz columns 35..293)",
+}
+
+__all__ = ["FILE", "LABEL_MAP", "LAYOUT", "N_AU", "N_MFCC", "SOURCES", "features", "load"]
 
 
 def _npz_path(root: str | Path) -> Path:

@@ -22,12 +22,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..experts import ExpertOutput, to_output
-from ..taxonomy import EMOTIONS, FER2013
+from ..taxonomy import EMOTIONS, FER2013, FER2013_ORDER
 
 if TYPE_CHECKING:
     from ai_edge_litert.interpreter import Interpreter
 
-FER_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # model output order
+FER_ORDER = FER2013_ORDER  # the model's output order
 # canonical[j] = model[_TO_CANONICAL[j]]
 _TO_CANONICAL = np.array([[FER2013[x] for x in FER_ORDER].index(e) for e in EMOTIONS])
 FER_SIZE = 64

@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..corpora import CORPUS_FEATURES
+from .data import LABEL_SETS, NORMALIZE
 from .networks import TrainOptions
 
 __all__ = ["DataConfig", "FusionSection", "ModelConfig", "ProtocolConfig", "RegressionConfig", "TrainConfig",
@@ -61,8 +63,6 @@ __all__ = ["DataConfig", "FusionSection", "ModelConfig", "ProtocolConfig", "Regr
 
 MODEL_KINDS = ("linear",)
 CLASS_WEIGHTS = ("balanced", "none")
-NORMALIZE = ("none", "corpus", "speaker")
-LABEL_SETS = ("canonical", "original")
 CLASS_METRICS = ("UA", "WA", "macro_f1", "weighted_f1")
 REGRESSION_METRICS = ("Corr", "Acc2_non0", "Acc2_has0", "MAE")
 REGRESSION_TARGETS = ("valence", "arousal")
@@ -97,6 +97,14 @@ class DataConfig:
 class ProtocolConfig:
     name: str = "kfold"
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .protocols import check_params
+
+        try:
+            check_params(self.name, self.params)
+        except InputError as e:
+            raise InputError(f"protocol: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -238,16 +246,19 @@ class _Checker:
         return tuple(float(x) for x in v)
 
     def names(self, v: Any, key: str, registry: Any) -> tuple[str, ...]:
+        """Registered names (normalised as the registry spells them: stripped, lower case)."""
         v = [v] if isinstance(v, str) else v
         if not isinstance(v, list) or not v:
             raise self.fail(key, f"must be a non-empty list of names, not {v!r}")
+        out = []
         for i, name in enumerate(v):
-            self.string(name, f"{key}[{i}]")
-            if name.strip().lower() not in registry:
+            name = self.string(name, f"{key}[{i}]").strip().lower()
+            if name not in registry:
                 raise self.fail(f"{key}[{i}]", f"unknown {registry.kind} {name!r}; known: {', '.join(sorted(registry))}")
-        if len(set(v)) != len(v):
+            out.append(name)
+        if len(set(out)) != len(out):
             raise self.fail(key, f"a name is listed twice: {v!r}")
-        return tuple(v)
+        return tuple(out)
 
 
 def _data(c: _Checker, dd: dict[str, Any], network: bool) -> DataConfig:
@@ -268,9 +279,9 @@ def _data(c: _Checker, dd: dict[str, Any], network: bool) -> DataConfig:
             raise c.fail("data.modalities", "must be a table modality = source, e.g. au = 'ravdess_av:au'")
         for k, v in md.items():
             src = c.string(v, f"data.modalities.{k}")
-            if not src.startswith("ravdess_av:") and src not in EXTRACTORS:
-                raise c.fail(f"data.modalities.{k}", f"unknown source {src!r}; known: ravdess_av:au, ravdess_av:mfcc, "
-                             f"{', '.join(sorted(EXTRACTORS))}")
+            if src not in CORPUS_FEATURES and src not in EXTRACTORS:
+                raise c.fail(f"data.modalities.{k}", f"unknown source {src!r}; known: "
+                             f"{', '.join(sorted(CORPUS_FEATURES) + sorted(EXTRACTORS))}")
         mods = tuple((str(k), str(v)) for k, v in md.items())
         if len(corpora) != 1:
             raise c.fail("data.corpora", "a [fusion] run reads one corpus")
@@ -297,12 +308,9 @@ def _protocol(c: _Checker, pd: Any, key: str) -> ProtocolConfig:
     if pname not in PROTOCOLS:
         raise c.fail(f"{key}.name", f"unknown protocol {pname!r}; known: {', '.join(PROTOCOLS)}")
     params = c.table(pd.get("params", {}), f"{key}.params")
-    for k, v in params.items():
-        if k == "seed":
-            raise c.fail(f"{key}.params.seed", "set the top-level `seed` instead (it seeds the protocol)")
-        if not isinstance(v, (bool, int, float, str)):
-            raise c.fail(f"{key}.params.{k}", f"must be a number, string or boolean, not {v!r}")
-    return ProtocolConfig(pname, dict(params))
+    if "seed" in params:
+        raise c.fail(f"{key}.params.seed", "set the top-level `seed` instead (it seeds the protocol)")
+    return c.build(ProtocolConfig, pname, dict(params))
 
 
 def _model(c: _Checker, md: Any, corpora: tuple[str, ...]) -> ModelConfig:
@@ -381,8 +389,14 @@ def _fusion(c: _Checker, fd: Any, seed: int) -> FusionSection:
         raise c.fail(f"fusion.train.{bad[0]}", f"unknown option; known: {', '.join(sorted(tknown))}")
     try:
         train = TrainOptions(**({"seed": seed} | tr))
-    except (TypeError, InputError) as e:
-        raise c.fail("fusion.train", str(e)) from e
+    except InputError as e:
+        raise c.fail("fusion.train", str(e)) from None
+    try:  # the network's own checks, now rather than after feature extraction (dims are set by the data)
+        FusionConfig(dims={"x": 1}, n_classes=2, **({"regression": False} | fus))
+    except InputError as e:
+        raise c.fail("fusion", str(e)) from None
+    except TypeError as e:
+        raise c.fail("fusion", f"a value has the wrong type ({e}); see emofuse.networks.FusionConfig") from None
     return FusionSection(str(model), fus, train)
 
 

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..corpora import prepare
+from ..corpora import CORPUS_FEATURES, prepare
 from ..corpora.manifest import Item, item_key
 from ..errors import InputError
 from ..taxonomy import EMOTIONS, label_order
 
-LABEL_SETS = ("canonical", "original")
+LABEL_SETS = ("canonical", "original")  # a run's classes: emofuse's 7, or one corpus's own
+NORMALIZE = ("none", "corpus", "speaker")  # z-scoring of features within groups (transductive)
 
-# Corpus features that are columns of a file, not extractor outputs (RAVDESS audio-visual npz).
-SOURCE_DESCRIPTIONS = {
-    "ravdess_av:au": "35 OpenFace facial action-unit values per clip (ravdess_au_mfcc.npz columns 0..34)",
-    "ravdess_av:mfcc": "259 MFCC statistics per clip (ravdess_au_mfcc.npz columns 35..293)",
-}
 
 
 @dataclass
@@ -74,7 +70,7 @@ def labelled(corpora: Sequence[str], root: str | Path, label_set: str = "canonic
 
 def vectors(items: Sequence[Item], extractor: str, cache: str | Path | None, workers: int = 1,
             progress: bool = False, counts: dict[str, int] | None = None) -> tuple[np.ndarray, set[str]]:
-    """``(X [n, d], failed item ids)``: features of ``items`` extracted into the cache where missing; rows
+    """``(X [n, d], failed item keys)``: features of ``items`` extracted into the cache where missing; rows
     of failed items are NaN (callers drop them). ``counts`` accumulates items ``cached`` / ``computed``."""
     from ..extract import extract, load_features
 
@@ -82,13 +78,13 @@ def vectors(items: Sequence[Item], extractor: str, cache: str | Path | None, wor
     if counts is not None:
         counts["cached"] = counts.get("cached", 0) + rep.n_cached
         counts["computed"] = counts.get("computed", 0) + rep.n_done
-    failed = {i for i, _ in rep.failures}
-    ok = [it for it in items if it.id not in failed]
+    failed = set(rep.failed_keys)
+    ok = [n for n, it in enumerate(items) if item_key(it) not in failed]
     if not ok:
         raise InputError(f"every item failed {extractor} extraction (e.g. {rep.failures[0][1] if rep.failures else '?'})")
-    _, X = load_features(ok, extractor, cache)
+    _, X = load_features([items[n] for n in ok], extractor, cache)
     out = np.full((len(items), X.shape[1]), np.nan, dtype=np.float32)
-    out[[n for n, it in enumerate(items) if it.id not in failed]] = X
+    out[ok] = X
     return out, failed
 
 
@@ -96,23 +92,14 @@ def normalize(X: np.ndarray, items: Sequence[Item], mode: str) -> np.ndarray:
     """Z-score the rows of ``X`` within each corpus or speaker (items without a speaker: their corpus)."""
     if mode == "none":
         return X
-    if mode not in ("corpus", "speaker"):
-        raise InputError(f"normalize must be 'none', 'corpus' or 'speaker', not {mode!r}")
+    if mode not in NORMALIZE:
+        raise InputError(f"normalize must be one of {NORMALIZE}, not {mode!r}")
     groups = [it.corpus if mode == "corpus" or it.speaker is None else f"{it.corpus}/{it.speaker}" for it in items]
     out = np.empty_like(X, dtype=np.float32)
     for g in set(groups):
         rows = np.flatnonzero([x == g for x in groups])
         out[rows] = (X[rows] - X[rows].mean(axis=0)) / (X[rows].std(axis=0) + 1e-6)
     return out
-
-
-def source_description(source: str) -> str:
-    if source in SOURCE_DESCRIPTIONS:
-        return SOURCE_DESCRIPTIONS[source]
-    from ..extractors import EXTRACTORS
-
-    ex = EXTRACTORS.get(source)
-    return ex.describe() if ex is not None else source
 
 
 def modalities(data: Labelled, corpus: str, root: str | Path, sources: Mapping[str, str], *,
@@ -132,15 +119,13 @@ def modalities(data: Labelled, corpus: str, root: str | Path, sources: Mapping[s
     kinds: dict[str, str] = {}
     keep = np.ones(len(items), dtype=bool)
     for mod, src in sources.items():
-        if src.startswith("ravdess_av:"):
-            if corpus != "ravdess_av":
-                raise InputError(f"modality {mod}: source {src} needs corpus 'ravdess_av'")
+        if src in CORPUS_FEATURES:
+            if corpus != src.split(":")[0]:
+                raise InputError(f"modality {mod}: source {src} needs corpus {src.split(':')[0]!r}")
             from ..corpora import ravdess_av
 
             _, au, mfcc = ravdess_av.features(root)  # the shared data folder or the corpus folder
             table = {"ravdess_av:au": au, "ravdess_av:mfcc": mfcc}
-            if src not in table:
-                raise InputError(f"unknown source {src!r}; known: {', '.join(table)}")
             inputs[mod] = np.asarray(table[src][[it.extra["row"] for it in items]], dtype=np.float32)
             kinds[mod] = "vector"
             continue
@@ -151,8 +136,8 @@ def modalities(data: Labelled, corpus: str, root: str | Path, sources: Mapping[s
             targets = [speech.get(it.extra["speech_id"]) for it in items]
         present = [n for n, t in enumerate(targets) if t is not None]
         rep = extract([targets[n] for n in present], ex.name, cache, workers=workers, progress=progress)  # type: ignore[misc]
-        failed = {i for i, _ in rep.failures}
-        got = [n for n in present if targets[n].id not in failed]  # type: ignore[union-attr]
+        failed = set(rep.failed_keys)
+        got = [n for n in present if item_key(targets[n]) not in failed]  # type: ignore[arg-type]
         keep[[n for n in range(len(items)) if n not in set(got)]] = False
         if not got:
             raise InputError(f"modality {mod}: no item has {ex.name} features")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..experts import LinearHead
 
 if TYPE_CHECKING:
@@ -50,9 +51,13 @@ def to_head(clf: Any, mean: np.ndarray, scale: np.ndarray, labels: Sequence[str]
     classes = [str(c) for c in clf.classes_]
     missing = [lab for lab in labels if lab not in classes]
     if missing:
-        raise ValueError(f"the training rows lack the classes {missing}")
+        raise InputError(f"the training rows lack the classes {missing} (a split's training part must hold every "
+                         "class); use fewer validation speakers / a smaller val_fraction, or more data")
+    coef, icpt = clf.coef_, clf.intercept_
+    if len(classes) == 2:  # scikit-learn keeps one row (class 1 vs 0); softmax([-z/2, z/2]) = sigmoid(z)
+        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.concatenate([-icpt / 2, icpt / 2])
     order = [classes.index(lab) for lab in labels]
-    return LinearHead(mean, scale, clf.coef_[order].T.astype(np.float32), clf.intercept_[order].astype(np.float32),
+    return LinearHead(mean, scale, coef[order].T.astype(np.float32), icpt[order].astype(np.float32),
                       tuple(labels), feature, meta)
 
 

@@ -114,6 +114,14 @@ class TrainOptions:
     grad_clip: float = 5.0
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience", "seed", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise InputError(f"TrainOptions.{name} must be an integer, not {v!r}")
+        for name in ("lr", "weight_decay", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"TrainOptions.{name} must be a finite number, not {v!r}")
         if self.metric not in METRICS:
             raise InputError(f"selection metric {self.metric!r} unknown; choose from {', '.join(METRICS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.threads < 1 or self.patience < 0:

@@ -49,8 +49,8 @@ from ..corpora.manifest import Item, item_key, speaker_key
 from ..errors import InputError
 from ..registry import Registry
 
-__all__ = ["PROTOCOLS", "Protocol", "Split", "carve_val", "check_speaker_independent", "holdout", "inner_folds",
-           "kfold", "loco", "loso", "make_splits", "random_split"]
+__all__ = ["PROTOCOLS", "Protocol", "Split", "carve_val", "check_params", "check_speaker_independent", "holdout",
+           "inner_folds", "kfold", "loco", "loso", "make_splits", "random_split"]
 
 PARTS = ("train", "val", "test")
 
@@ -85,7 +85,8 @@ class Split:
                     raise ValueError(f"split {self.name!r}: id {i!r} is in both {seen[i]} and {part}")
                 seen[i] = part
         if not self.train:
-            raise ValueError(f"split {self.name!r}: empty training set")
+            raise InputError(f"split {self.name!r}: empty training set (fewer validation speakers or a smaller "
+                             "val_fraction leave some for training)")
 
     def select(self, items: Iterable[Item]) -> tuple[list[Item], list[Item], list[Item]]:
         """The ``(train, val, test)`` items of ``items``, in the split's order. ValueError if an id of
@@ -389,13 +390,28 @@ PROTOCOLS: Registry[Protocol] = Registry("protocol", {
 })
 
 
+# The protocols' keyword parameters and the types they take (a bool is not a count).
+PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "seed": (int,), "k": (int,), "val_speakers": (int, float), "val_fraction": (int, float),
+    "test_fraction": (int, float), "val_group": (str,), "labelled_only": (bool,)}
+
+
+def check_params(name: str, params: dict[str, object]) -> None:
+    """InputError naming a parameter that protocol ``name`` does not take, or a value of the wrong type."""
+    import inspect
+
+    fn = PROTOCOLS[name.strip().lower()]
+    takes = [p for p in inspect.signature(fn).parameters if p != "items"]
+    for k, v in params.items():
+        if k not in takes:
+            raise InputError(f"protocol {name} takes no parameter {k!r}; it takes {', '.join(takes)}")
+        want = PARAM_TYPES.get(k, (object,))
+        if (isinstance(v, bool) and bool not in want) or not isinstance(v, want):
+            raise InputError(f"protocol {name}: {k} must be {' or '.join(t.__name__ for t in want)}, not {v!r}")
+
+
 def make_splits(name: str, items: Sequence[Item], **params: object) -> list[Split]:
     """``PROTOCOLS[name](items, **params)``; UnknownNameError lists the protocols, InputError names a
-    parameter the protocol does not take."""
-    fn = PROTOCOLS[name.strip().lower()]
-    try:
-        return fn(items, **params)
-    except TypeError as e:
-        if "unexpected keyword" not in str(e):
-            raise
-        raise InputError(f"protocol {name}: {e}; see emofuse.training.protocols.{fn.__name__}") from None
+    parameter the protocol does not take or a value of the wrong type."""
+    check_params(name, params)
+    return PROTOCOLS[name.strip().lower()](items, **params)

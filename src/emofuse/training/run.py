@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -52,10 +53,11 @@ import numpy as np
 from ..corpora.manifest import Item, item_key
 from ..errors import InputError
 from .config import TrainConfig, config_to_dict, dump_config
-from .data import Labelled, labelled, modalities, normalize, regression_items, source_description, subsample, vectors
+from ..corpora import CORPUS_FEATURES
+from .data import Labelled, labelled, modalities, normalize, regression_items, subsample, vectors
 from .metrics import SUMMARY_KEYS, classification_metrics, regression_metrics, summarize_folds
 from .protocols import Split, carve_val, inner_folds, make_splits
-from .report import plot_c_curves, plot_confusion, plot_epoch_curves, report_markdown
+from .run_report import plot_c_curves, plot_confusion, plot_epoch_curves, report_markdown
 
 __all__ = ["evaluate_head", "run"]
 
@@ -66,6 +68,18 @@ def _log(progress: bool, msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- linear heads
+
+
+def _carve_selection(train: list[Item], params: dict[str, Any], cfg: TrainConfig, split: str
+                     ) -> tuple[list[Item], list[Item]]:
+    """(fit, selection) items carved from a split's training items, as the protocols carve validation (its
+    ``val_speakers`` / ``val_fraction`` / ``val_group``): for splits whose validation part is the evaluated one."""
+    a, b = carve_val(train, np.random.default_rng([cfg.seed, 99]), params.get("val_speakers", 0.2),
+                     float(params.get("val_fraction", 0.1)), params.get("val_group"))
+    if not b or not a:
+        raise InputError(f"{cfg.name}: could not carve a selection part from split {split!r}'s training items; "
+                         "lower val_speakers / val_fraction, or use a protocol with a test part")
+    return a, b
 
 
 GridPoint = tuple[float, "str | None", tuple[tuple[str, float], ...]]  # C, class weight, corpus weights
@@ -84,6 +98,7 @@ class _Linear:
         self.options = [(cw, tuple(wt)) for cw in self.m.class_weights for wt in itertools.product(*weights)]
         self.curves: list[dict[GridPoint, float]] = []  # first protocol's selection scores, per split
         self.fitted_rows: set[int] = set()
+        self.evaluated_rows: set[int] = set()
 
     # -- pieces
 
@@ -153,7 +168,7 @@ class _Linear:
 
     # -- a split
 
-    def split(self, sp: Split, primary: bool) -> tuple[dict[str, Any], list[int], list[str]]:
+    def split(self, sp: Split, primary: bool, params: dict[str, Any]) -> tuple[dict[str, Any], list[int], list[str]]:
         tr, va, te = ([self.row[k] for k in ids] for ids in (sp.train, sp.val, sp.test))
         items = self.data.items
         if te:
@@ -175,12 +190,7 @@ class _Linear:
                 pairs = [(self._rows(a), self._rows(b)) for a, b in
                          inner_folds([items[i] for i in tr], self.m.select_folds, self.cfg.seed)]
             else:  # choose on a part carved from train, never on the evaluated validation part
-                p = self.cfg.protocol.params
-                a, b = carve_val([items[i] for i in tr], np.random.default_rng([self.cfg.seed, 99]),
-                                 p.get("val_speakers", 0.2), float(p.get("val_fraction", 0.1)), p.get("val_group"))
-                if not b:
-                    raise InputError(f"{self.cfg.name}: could not carve a selection part from split {sp.name!r}'s "
-                                     "training items")
+                a, b = _carve_selection([items[i] for i in tr], params, self.cfg, sp.name)
                 fit = self._rows(a)
                 pairs = [(fit, self._rows(b))]
         n_points = len(self.m.C_grid) * len(self.options)
@@ -198,6 +208,7 @@ class _Linear:
         if primary:
             self.curves.append(scores)
             self.fitted_rows |= (set(tr) | set(va) | set(te)) - set(ev)
+            self.evaluated_rows |= set(ev)
         C, cw, wt = point
         same = [k for k in scores if k[1:] == point[1:]]
         record = {"n_train": len(fit), "n_select": len(set().union(*(set(b) for _, b in pairs))) if pairs else 0,
@@ -223,6 +234,10 @@ class _Linear:
         result["final"] = {"C": C, "class_weight": cw or "none", "corpus_weight": dict(wt), "n_items": len(rows),
                            "n_rows": len(rows) * (1 + len(self.views)), "mean_select_score": mean[point],
                            "fit_seconds": round(time.perf_counter() - t, 2)}
+        if not self.evaluated_rows & set(rows):  # holdout: the saved head has not seen the evaluated part either
+            ev = sorted(self.evaluated_rows)
+            result["final"]["evaluated"] = _scores([self.data.y[i] for i in ev], head.predict_labels(self.X[ev]),
+                                                   [self.data.items[i].corpus for i in ev], self.data.labels)
         return head
 
     def regression(self, head: Any, progress: bool, workers: int) -> dict[str, Any]:
@@ -244,7 +259,7 @@ class _Linear:
                 raise InputError(f"regression.{target}: each corpus needs official train and val/dev/test splits")
             allits = train + [it for v in evals.values() for it in v]
             X, failed = vectors(allits, self.cfg.data.extractor or "", self.cfg.data.cache, workers, progress)
-            keep = [n for n, it in enumerate(allits) if it.id not in failed]
+            keep = [n for n, it in enumerate(allits) if item_key(it) not in failed]
             Z = {item_key(allits[n]): (X[n] - head.mean) / head.scale for n in keep}
             t = {item_key(it): float(getattr(it, target)) for it in allits}
             tr_items = [it for it in train if item_key(it) in Z]
@@ -304,22 +319,27 @@ class _Network:
         self.first: tuple[Any, dict[str, Any], str] | None = None
         self.curves: dict[str, list[dict[str, float]]] = {}
 
-    def split(self, sp: Split, primary: bool) -> tuple[dict[str, Any], list[int], list[str]]:
+    def split(self, sp: Split, primary: bool, params: dict[str, Any]) -> tuple[dict[str, Any], list[int], list[str]]:
         from .networks import apply_norm, predict, run_split
 
         tr, va, te = (np.array([self.row[k] for k in ids], dtype=np.int64) for ids in (sp.train, sp.val, sp.test))
         if not len(va):
             raise InputError(f"split {sp.name}: no validation items; fusion training selects its epoch on them")
+        on, ev, sel = "test", te, va
+        if not len(te):  # the validation part is evaluated: choose the epoch on a part carved from train instead
+            a, b = _carve_selection([self.data.items[i] for i in tr], params, self.cfg, sp.name)
+            on, ev, sel = "validation", va, np.array(sorted(self.row[item_key(it)] for it in b), dtype=np.int64)
+            tr = np.array(sorted(self.row[item_key(it)] for it in a), dtype=np.int64)
         labels = self.data.labels
-        res, vm, _, norm = run_split(self.cfg.fusion.model, self.config, self.part, tr, va, te, labels,  # type: ignore[union-attr]
-                                     self.options)
-        on, ev = ("test", te) if len(te) else ("validation", va)
+        res, vm, _, norm = run_split(self.cfg.fusion.model, self.config, self.part, tr, sel, np.zeros(0, np.int64),  # type: ignore[union-attr]
+                                     labels, self.options)
         logits = predict(res.model, apply_norm(self.part.take(ev), norm))["logits"]
         pred = [labels[i] for i in logits.argmax(1)]
         self.curves[sp.name] = res.history
         if primary and self.first is None:
             self.first = (res, {"norm": norm, "val": vm}, sp.name)
-        record = {"evaluated_on": on, "best_epoch": res.best_epoch, "epochs_run": len(res.history),
+        record = {"evaluated_on": on, "n_train": len(tr), "n_select": len(sel), "best_epoch": res.best_epoch,
+                  "epochs_run": len(res.history),
                   "seconds": round(res.seconds, 2), "val": {k: vm[k] for k in ("UA", "WA", "macro_f1")},
                   "history": res.history, "n_params": res.n_params}
         return record, list(ev), pred
@@ -333,11 +353,9 @@ class _Network:
         feats = {}
         for mod in self.part.inputs:
             mean, std = (tuple(v.tolist()) for v in info["norm"][mod])
-            src = sources[mod]
-            spec = (FeatureSpec.of_extractor(src, int(self.part.inputs[mod].shape[-1]), mean, std)
-                    if not src.startswith("ravdess_av:") else
-                    FeatureSpec(src, int(self.part.inputs[mod].shape[-1]), self.kinds[mod], source_description(src),
-                                mean, std))
+            src, dim = sources[mod], int(self.part.inputs[mod].shape[-1])
+            spec = (FeatureSpec(src, dim, self.kinds[mod], CORPUS_FEATURES[src], mean, std) if src in CORPUS_FEATURES
+                    else FeatureSpec.of_extractor(src, dim, mean, std))
             feats[mod] = spec.to_dict()
         first = result["folds"][0]
         meta = {"features": feats, "labels": self.data.labels, "label_set": self.cfg.data.labels,
@@ -365,6 +383,19 @@ def _by_corpus(folds: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _scores(truth: Sequence[str], pred: Sequence[str], corpora: Sequence[str], labels: Sequence[str]
+            ) -> dict[str, Any]:
+    """Classification metrics overall, and per corpus of the rows."""
+    m = classification_metrics(list(truth), list(pred), labels)
+    corp = np.asarray(corpora, dtype=object)
+    by = {}
+    for c in sorted(set(corpora)):
+        k = np.flatnonzero(corp == c)
+        mc = classification_metrics([truth[i] for i in k], [pred[i] for i in k], labels)
+        by[c] = {key: mc[key] for key in SUMMARY_KEYS} | {"n": int(len(k)), "per_class_recall": mc["per_class_recall"]}
+    return m | {"by_corpus": by}
+
+
 def _protocol(learner: Any, cfg: TrainConfig, data: Labelled, pc: Any, primary: bool,
               progress: bool) -> dict[str, Any]:
     labels = data.labels
@@ -374,16 +405,10 @@ def _protocol(learner: Any, cfg: TrainConfig, data: Labelled, pc: Any, primary: 
     cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
     for sp in splits:
         t = time.perf_counter()
-        record, ev, pred = learner.split(sp, primary)
-        truth = [y[i] for i in ev]
-        m = classification_metrics(truth, pred, labels)
+        record, ev, pred = learner.split(sp, primary, dict(pc.params))
+        m = _scores([y[i] for i in ev], pred, [data.items[i].corpus for i in ev], labels)
+        by = m.pop("by_corpus")
         cm += np.asarray(m["confusion_matrix"], dtype=np.int64)
-        corp = np.array([data.items[i].corpus for i in ev], dtype=object)
-        by = {}
-        for c in sorted(set(corp)):
-            k = np.flatnonzero(corp == c)
-            mc = classification_metrics([truth[i] for i in k], [pred[i] for i in k], labels)
-            by[c] = {key: mc[key] for key in SUMMARY_KEYS} | {"n": int(len(k))}
         folds.append({"split": sp.name, "n_train": len(sp.train), "n_val": len(sp.val), "n_test": len(sp.test),
                       "speaker_independent": sp.speaker_independent, "seconds": round(time.perf_counter() - t, 3),
                       **record, "metrics": m, "by_corpus": by})
@@ -403,6 +428,11 @@ def _metrics_record(result: dict[str, Any]) -> dict[str, Any]:
                                       else v) for k, v in s.items()} for c, s in p["by_corpus"].items()}}
 
     out = {p["protocol"]: lite(p) for p in [result] + result.get("other_protocols", [])}
+    if "evaluated" in result.get("final", {}):  # the saved head's own figures on the (unseen) evaluated part
+        e = result["final"]["evaluated"]
+        out[result["protocol"]]["saved_head"] = {k: round(e[k], 4) for k in SUMMARY_KEYS} | {
+            "by_corpus": {c: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in b.items()}
+                          for c, b in e["by_corpus"].items()}}
     if result.get("regression"):
         out["regression"] = {t: {"alpha": r["alpha"], "by_corpus": r["by_corpus"]} for t, r in result["regression"].items()}
     return out
@@ -432,7 +462,7 @@ def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save: str | P
         if failed:
             info["warnings"].append(f"{len(failed)} items failed feature extraction and are left out "
                                     f"(e.g. {sorted(failed)[0]!r})")
-        keep = [n for n, it in enumerate(data.items) if it.id not in failed]
+        keep = [n for n, it in enumerate(data.items) if item_key(it) not in failed]
         data = data.take(keep)
         X = normalize(X[keep], data.items, cfg.data.normalize)
         vx = [normalize(v[keep], data.items, cfg.data.normalize) for v, _ in views]
@@ -482,6 +512,7 @@ def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save: str | P
     for p in [result] + result["other_protocols"]:
         for f in p["folds"]:
             name = f["split"] if p is result else f"{p['protocol']}-{f['split']}"
+            name = re.sub(r"[^\w.-]+", "_", name)  # loso splits are named after corpus/speaker
             (out / f"fold-{name}.json").write_text(json.dumps(f, indent=2), encoding="utf-8")
     plot_confusion(np.asarray(result["confusion_matrix"]), data.labels, out / "confusion.png",
                    f"{cfg.name} ({result['evaluated_on']}, summed over splits)")
@@ -518,7 +549,7 @@ def evaluate_head(head_path: str | Path, corpus: str, root: str | Path, extracto
                   split: str = "test", cache: str | Path | None = None, workers: int = 1, limit: int | None = None,
                   out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Score a saved head on ``corpus`` (its ``split`` part: test, val (val or dev) or all); writes the
-    metrics JSON to ``out`` (default: beside the head) and returns it."""
+    metrics JSON to ``out`` (default ``runs/eval-<head>-<corpus>-<split>.json``) and returns it."""
     from ..checkpoints import check_identity, load_head
     from .data import class_name
 
@@ -541,7 +572,7 @@ def evaluate_head(head_path: str | Path, corpus: str, root: str | Path, extracto
         raise InputError(f"corpus {corpus} has no labelled items in split {split!r}; try --split all")
     items = subsample(items, limit, 0)
     X, failed = vectors(items, want, cache, workers, progress)
-    keep = [n for n, it in enumerate(items) if it.id not in failed]
+    keep = [n for n, it in enumerate(items) if item_key(it) not in failed]
     if X.shape[1] != head.W.shape[0]:
         raise InputError(f"features have dim {X.shape[1]} but head {head_path} expects {head.W.shape[0]}")
     y = [class_name(items[n], label_set) for n in keep]
@@ -549,7 +580,7 @@ def evaluate_head(head_path: str | Path, corpus: str, root: str | Path, extracto
     met = classification_metrics(y, head.predict_labels(X[keep]), labels)
     res = {"head": str(head_path), "corpus": corpus, "split": split, "extractor": want, "n": len(keep),
            "n_failed": len(failed), "labels": labels, "metrics": met}
-    path = Path(out) if out else Path(head_path).with_name(f"{Path(head_path).stem}.eval-{corpus}-{split}.json")
+    path = Path(out) if out else Path("runs") / f"eval-{Path(head_path).stem}-{corpus}-{split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2), encoding="utf-8")
     res["out"] = str(path)

@@ -167,6 +167,13 @@ def report_markdown(r: Mapping[str, Any]) -> str:
               f"validation part by {t['metric']} (patience {t['patience']}).", ""]
     for p in [r] + list(r.get("other_protocols", [])):
         L += _protocol_markdown(p, r["labels"], r["kind"])
+    e = r.get("final", {}).get("evaluated")
+    if e:  # holdout: the saved head (fitted on train, selection part included) never saw the evaluated part
+        L += [f"**The saved head** (C={r['final']['C']:g}, class weight {r['final']['class_weight']}, fitted on "
+              f"{r['final']['n_items']} items) on the same {r['evaluated_on']} part: UA {_pct(e['UA'])}, "
+              f"WA {_pct(e['WA'])}, macro-F1 {_pct(e['macro_f1'])}, weighted F1 {_pct(e['weighted_f1'])}"
+              + "".join(f"; {c}: UA {_pct(b['UA'])}, macro-F1 {_pct(b['macro_f1'])}, weighted F1 "
+                        f"{_pct(b['weighted_f1'])}" for c, b in e["by_corpus"].items()) + ".", ""]
     if r.get("regression"):
         L += ["## Valence / arousal regressors", "",
               "Ridge on the head's standardised features; alpha chosen on a part carved from the training splits; "
