@@ -347,4 +347,4 @@ def _masked_mean(terms: list[tuple[Tensor, Tensor]], like: Tensor) -> tuple[Tens
     return total / count.clamp(min=1.0)[:, None], count
 
 
-from . import self_mm, sequence, vector  # noqa: E402,F401  (imported for the registration side effect)
+from . import vector, sequence, self_mm  # noqa: E402,F401,I001  (registration, in the order listed)
