@@ -10,7 +10,13 @@ Heavy modules load lazily so that ``import emofuse`` stays fast.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# ONNX Runtime (the text encoder, faster-whisper's VAD) otherwise writes a device id and an event database
+# under ~/.cache/Microsoft and a .ses file in $TMPDIR on every import; emofuse runs offline. A user who
+# wants its telemetry sets the variable to 0 before importing emofuse.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from .errors import EmofuseError, InputError, MissingComponentError
 from .taxonomy import EMOTIONS

@@ -29,10 +29,28 @@ def check_model(name_or_path: str) -> None:
     if name_or_path in ASR_MODELS:
         return
     p = Path(name_or_path).expanduser()
-    if not (p.is_dir() and (p / "model.bin").exists()):
-        raise MissingComponentError(
-            f"ASR model {name_or_path!r} is neither one of {', '.join(ASR_MODELS)} nor a CTranslate2 Whisper "
-            "directory containing model.bin (convert one with `ct2-transformers-converter`)")
+    hint = ("(convert one with `ct2-transformers-converter --model openai/whisper-base --output_dir DIR "
+            "--copy_files tokenizer.json`), or use one of " + ", ".join(ASR_MODELS))
+    if not (p.is_dir() and (p / "model.bin").is_file()):
+        raise MissingComponentError(f"ASR model {name_or_path!r} is neither one of {', '.join(ASR_MODELS)} nor a "
+                                    f"CTranslate2 Whisper directory containing model.bin {hint}")
+    # CTranslate2 aborts the process on some malformed files: check the header before it reads one.
+    # model.bin starts with the format version (uint32, 1..6 here) and the model spec's name.
+    try:
+        with open(p / "model.bin", "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise MissingComponentError(f"ASR model {p}: model.bin cannot be read ({e.strerror})") from None
+    version = int.from_bytes(head[:4], "little") if len(head) >= 6 else 0
+    n = int.from_bytes(head[4:6], "little") if len(head) >= 6 else 0
+    spec = head[6:6 + n].rstrip(b"\0").decode("ascii", "replace") if 0 < n <= 58 else ""
+    if not 1 <= version <= 6 or not spec.startswith("Whisper"):
+        raise MissingComponentError(f"ASR model {p}: model.bin is not a CTranslate2 Whisper model (format version "
+                                    f"{version}, model {spec or 'unreadable'!r}) {hint}")
+    missing = [f for f in ("config.json",) if not (p / f).is_file()]
+    if missing or not any((p / f).is_file() for f in ("tokenizer.json", "vocabulary.txt", "vocabulary.json")):
+        raise MissingComponentError(f"ASR model {p} lacks {missing or 'tokenizer.json / vocabulary.txt'}: a "
+                                    f"CTranslate2 Whisper directory holds model.bin, config.json and the tokenizer {hint}")
 
 
 def check_language(code: str) -> None:
@@ -57,7 +75,12 @@ def load_whisper(name_or_path: str = "whisper-base", threads: int | None = None)
     """Load a Whisper model for CPU int8 inference (never contacts a hub: always a local directory)."""
     threads = threads or min(2, os.cpu_count() or 1)
     cls = _capturing_class()  # a WhisperModel that also keeps its last encoder output
-    model: WhisperModel = cls(str(model_dir(name_or_path)), device="cpu", compute_type="int8", cpu_threads=threads)
+    path = model_dir(name_or_path)
+    try:
+        model: WhisperModel = cls(str(path), device="cpu", compute_type="int8", cpu_threads=threads)
+    except (RuntimeError, ValueError, OSError) as e:  # an unreadable or foreign CTranslate2 model
+        raise MissingComponentError(f"ASR model {path} cannot be loaded ({str(e).splitlines()[0][:200]}); use one of "
+                                    f"{', '.join(ASR_MODELS)} or a CTranslate2 Whisper directory") from None
     return model
 
 

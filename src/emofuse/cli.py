@@ -89,7 +89,7 @@ def analyze(
     """Analyse recordings, images and text; print one result per input."""
     from .media import expand_inputs
     from .pipeline import Analyzer, AnalyzerOptions
-    from .result import CSV_COLUMNS, AnalysisError, csv_rows
+    from .result import CSV_COLUMNS, AnalysisError
 
     err = _err_console()
     jobs: list[tuple[str, object]] = [("media", p) for p in expand_inputs(list(inputs or []))]
@@ -107,7 +107,7 @@ def analyze(
 
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore") if fmt is Format.csv else None
     if writer:
-        writer.writeheader()
+        _write(out, fmt, None, writer.writeheader)
     failed = 0
     n_plots = sum(1 for _ in jobs)
     for i, (kind, item) in enumerate(jobs):
@@ -115,10 +115,42 @@ def analyze(
         if isinstance(r, AnalysisError):
             failed += 1
             err.print(f"[red]✗[/] {_esc(r.error)}")
-        if fmt is Format.json:
+        _write(out, fmt, writer, r)
+        if plot and not isinstance(r, AnalysisError):
+            if not r.segments:
+                err.print(f"[yellow]no timeline for {_esc(r.input)}:[/] it has no segments "
+                          f"({_esc('; '.join(r.notes) or 'nothing to plot')})")
+                continue
+            from .report import plot_timeline
+
+            stem = re.sub(r"[^\w.-]+", "", Path(r.input).stem) or "text"
+            target = plot if n_plots == 1 else plot.with_name(f"{plot.stem}-{i:02d}-{stem}.png")
+            try:
+                err.print(f"timeline: {_esc(str(plot_timeline(r, target)))}")
+            except EmofuseError as e:  # this input's plot is lost, not the batch
+                failed += 1
+                err.print(f"[red]✗[/] {_esc(str(e))}")
+    if output:
+        _write(out, fmt, None, out.close)
+    if failed:
+        err.print(f"[yellow]{failed} of {len(jobs)} inputs failed[/]")
+        raise typer.Exit(1)
+
+
+def _write(out: Any, fmt: Format, writer: Any, r: Any) -> None:
+    """One input's result in the chosen format (or ``r()`` when it is a callable: the CSV header, the final
+    close); a failed write (full disk, closed pipe) is an InputError."""
+    from .errors import InputError
+    from .result import AnalysisError, csv_rows
+
+    try:
+        if callable(r):
+            r()
+        elif fmt is Format.json:
             print(r.to_json(), file=out, flush=True)
         elif writer:
             writer.writerows(csv_rows(r))
+            out.flush()
         elif not isinstance(r, AnalysisError):
             from rich.console import Console
 
@@ -126,17 +158,9 @@ def analyze(
 
             # Not a terminal (a pipe, a file): wide enough that labels are never cut.
             Console(file=out, width=None if out.isatty() else 150).print(table(r))
-        if plot and not isinstance(r, AnalysisError) and r.segments:
-            from .report import plot_timeline
-
-            stem = re.sub(r"[^\w.-]+", "", Path(r.input).stem) or "text"
-            target = plot if n_plots == 1 else plot.with_name(f"{plot.stem}-{i:02d}-{stem}.png")
-            err.print(f"timeline: {plot_timeline(r, target)}")
-    if output:
-        out.close()
-    if failed:
-        err.print(f"[yellow]{failed} of {len(jobs)} inputs failed[/]")
-        raise typer.Exit(1)
+    except OSError as e:
+        raise InputError(f"cannot write the results ({e.strerror or e}); free some space or write elsewhere with "
+                         "-o PATH") from None
 
 
 def _open_output(path: Path) -> Any:
@@ -157,12 +181,9 @@ def _run_one(analyzer, kind: str, item: object, err):  # type: ignore[no-untyped
         if kind == "text":
             return analyzer.analyze_text(str(item), name="<text>")
         if kind == "textfile":
-            p = Path(str(item))
-            try:
-                lines = p.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                return AnalysisError(str(p), f"{p}: cannot read text file ({e}); pass a UTF-8 text file", "InputError")
-            return analyzer.analyze_text(lines, name=str(p))
+            from .media import read_text_file
+
+            return analyzer.analyze_text(read_text_file(Path(str(item))), name=str(item))
         return _with_progress(analyzer, Path(str(item)), err)
     except EmofuseError as e:
         return AnalysisError(str(item), str(e), type(e).__name__)

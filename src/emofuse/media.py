@@ -8,6 +8,7 @@ is decoded (and faces analysed) on the other core; each stream is still decoded 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
@@ -30,8 +31,14 @@ class MediaOptions:
     fps: float = 5.0  # video frames sampled per second for the face expert
     max_duration: float = 3600.0  # seconds; longer inputs are refused (split them or raise the limit)
     frame_max_side: int = 640  # sampled frames are downscaled so their longer side is at most this
+    # still images with more pixels are refused before decoding (a 222 KB PNG can hold 14000x14000 = 588 MB
+    # of RGB, several GB once converted); 64 MP is above any camera photo
+    max_image_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) \
+                or self.max_image_pixels < 1:
+            raise InputError(f"MediaOptions.max_image_pixels must be a positive integer, not {self.max_image_pixels!r}")
         for name in ("fps", "max_duration"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
@@ -51,6 +58,7 @@ class Probe:
     has_video: bool
     width: int = 0
     height: int = 0
+    notes: tuple[str, ...] = ()  # what the analysis should say about the file (e.g. a misleading extension)
 
 
 @dataclass
@@ -87,9 +95,22 @@ def _ffmpeg_errors() -> tuple[type[BaseException], ...]:
     return (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError)
 
 
+# FFmpeg demuxers of still-image files: the content, not the extension, says a file is an image.
+_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "jpegls_pipe")
+_KIND_EXT = {"image": ".jpg / .png", "audio": ".wav / .mp3", "video": ".mp4"}
+
+
 def probe(path: str | Path, options: MediaOptions = MediaOptions()) -> Probe:
-    """Validate ``path`` and say what it holds. Raises InputError naming the fix."""
+    """Validate ``path`` and say what it holds. Raises InputError naming the fix.
+
+    The content decides what a file is: an image saved as ``.mp4`` is analysed as an image, audio saved
+    as ``.png`` as audio, and the result's notes say so."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"expected a file path (str or pathlib.Path), got {type(path).__name__} {path!r:.60}")
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{path}: a symbolic link to nothing (broken, or a loop of links: {os.readlink(path)}); "
+                         "point it at a real file")
     if path.is_dir():
         raise InputError(f"{path}: folder holds no supported media ({_fmt_list(SUPPORTED)})")
     if not path.exists():
@@ -98,42 +119,102 @@ def probe(path: str | Path, options: MediaOptions = MediaOptions()) -> Probe:
     if ext not in SUPPORTED:
         raise InputError(f"{path}: unsupported format '{ext or '(none)'}'; supported: {_fmt_list(SUPPORTED)} "
                          "(convert it, e.g. `ffmpeg -i in.xyz out.mp4`), or pass text with --text")
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+    if size == 0:
         raise InputError(f"{path}: file is empty (0 bytes); re-export or re-copy it")
     import av
 
     try:
         with av.open(str(path)) as c:
+            demuxers = set(c.format.name.split(","))
             has_a = len(c.streams.audio) > 0
-            vstreams = [s for s in c.streams.video if s.codec_context is not None]
+            vstreams = [s for s in c.streams.video if s.codec_context is not None and not _attached_picture(s)]
             has_v = len(vstreams) > 0
             w = vstreams[0].codec_context.width if has_v else 0
             h = vstreams[0].codec_context.height if has_v else 0
             duration = (c.duration or 0) / 1_000_000
-            if ext in IMAGE_EXT:
-                if not has_v:
-                    raise InputError(f"{path}: not a readable image; re-save it as JPEG or PNG")
-                return Probe(path, "image", 0.0, False, True, w, h)
-            if not duration:
+            still = bool(demuxers & set(_IMAGE_DEMUXERS))
+            if not duration and not still:
                 # Some containers (raw streams, broken headers) give no duration: estimate from a stream.
                 streams = list(c.streams.audio) + vstreams
                 s = streams[0] if streams else None
                 if s is not None and s.duration and s.time_base:
                     duration = float(s.duration * s.time_base)
-    except InputError:
-        raise
     except _ffmpeg_errors() as e:
+        if ext in IMAGE_EXT:
+            raise InputError(f"{path}: not a readable {ext.lstrip('.').upper()} image ({_short(e)}); it is corrupt "
+                             "or truncated: re-save it") from None
         raise InputError(f"{path}: cannot be decoded ({_short(e)}); the file is corrupt, truncated or not "
                          f"really '{ext}': re-encode it (e.g. `ffmpeg -i {path.name} fixed{ext}`)") from None
+    kind: Kind = "image" if still else ("video" if has_v and (ext in VIDEO_EXT or not has_a) else "audio")
+    notes: tuple[str, ...] = ()
+    said = "image" if ext in IMAGE_EXT else ("audio" if ext in AUDIO_EXT else "video")
+    if (kind == "image") != (said == "image"):  # an image saved as a video or audio file, or the other way
+        notes = (f"{path.name} holds {'an image' if kind == 'image' else kind} although its extension {ext} says "
+                 f"{said}: it was analysed as {'an image' if kind == 'image' else kind} (rename it to "
+                 f"{_KIND_EXT[kind]})",)
+    if kind == "image":
+        if not has_v:
+            raise InputError(f"{path}: not a readable image (no picture inside); re-save it as JPEG or PNG")
+        if not (w and h):  # FFmpeg leaves sizes over its limit unset: read them from the header
+            import imagesize
+
+            w, h = (max(0, v) for v in imagesize.get(str(path)))
+        if w * h > options.max_image_pixels:
+            raise InputError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the limit of "
+                             f"{options.max_image_pixels / 1e6:.0f} MP; downscale it (e.g. `ffmpeg -i {path.name} "
+                             "-vf scale=4000:-2 smaller.jpg`) or raise MediaOptions.max_image_pixels")
+        if not (w and h):
+            raise InputError(f"{path}: image cannot be decoded (its header holds no size); it is corrupt or "
+                             "truncated: re-save it as JPEG or PNG")
+        return Probe(path, "image", 0.0, False, True, w, h, notes)
     if not has_a and not has_v:
         raise InputError(f"{path}: holds neither an audio nor a video stream; re-encode it")
-    kind: Kind = "video" if (has_v and ext in VIDEO_EXT) else "audio"
     if kind == "audio" and not has_a:
         raise InputError(f"{path}: holds no audio stream; pass an audio file, or text with --text")
     if duration > options.max_duration:
         raise InputError(f"{path}: {duration:.0f} s long, over the limit of {options.max_duration:.0f} s; split it "
                          "or raise the limit (--max-duration / AnalyzerOptions.max_duration)")
-    return Probe(path, kind, duration, has_a, has_v and kind == "video", w, h)
+    return Probe(path, kind, duration, has_a, has_v and kind == "video", w, h, notes)
+
+
+def _attached_picture(stream: object) -> bool:
+    """A cover image inside an audio file (mp3 / m4a artwork) is not a video."""
+    disp = getattr(stream, "disposition", None)
+    try:
+        return bool(disp is not None and "attached_pic" in str(disp))
+    except Exception:  # noqa: BLE001 - PyAV versions differ
+        return False
+
+
+def read_text_file(path: str | Path) -> list[str]:
+    """The lines of a text file (``--text-file``): UTF-8, or UTF-8 / UTF-16 / UTF-32 with a byte-order mark.
+    InputError names the fix for anything else (another encoding, binary data, a missing file)."""
+    import codecs
+
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{path}: a symbolic link to nothing (broken, or a loop of links); point it at a real file")
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder; --text-file takes a text file (one utterance per line)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the text file ({e.strerror or e}); check the path") from None
+    boms = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+            (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+    enc = next((e for bom, e in boms if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(enc)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); re-save it as "
+                         "UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or it is not a text file") from None
+    if "\0" in text:
+        raise InputError(f"{path}: holds NUL characters, so it is binary, not text; pass a UTF-8 text file")
+    return text.splitlines()
 
 
 def _short(e: BaseException) -> str:
@@ -167,6 +248,10 @@ def decode_audio(p: Probe) -> tuple[np.ndarray, list[str]]:
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if audio.size == 0:
         raise InputError(f"{p.path}: the audio stream holds no samples; re-encode it")
+    got = len(audio) / SAMPLE_RATE
+    if not notes and p.duration > 2.0 and got < 0.9 * p.duration:  # FFmpeg stops quietly at a cut
+        notes.append(f"audio ends at {got:.1f} s of the {p.duration:.1f} s the file declares: it looks truncated "
+                     "(the audio up to there was analysed)")
     return audio, notes
 
 

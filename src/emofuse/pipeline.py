@@ -7,10 +7,11 @@ encoder states ASR already computed; text is encoded in one batch per input.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,7 @@ from .media import MediaOptions, Probe, decode_audio, decode_image, iter_frames,
 from .result import MODALITIES, AnalysisError, AnalysisResult, Segment
 
 Progress = Callable[[float], None]
+_MULTI_FACE = "FaceOptions.max_faces > 1 averages several"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class AnalyzerOptions:
     beam_size: int = 1  # ASR beam; 1 = greedy (fastest), 5 = Whisper's default
     fps: float = 5.0  # video frames sampled per second for the face expert
     max_duration: float = 3600.0  # refuse longer media (seconds)
+    max_image_pixels: int = 64_000_000  # refuse larger still images before decoding them
     face_window: float = 4.0  # segment length for face-only timelines (video without speech)
     threads: int = 2  # CPU threads for ASR
     # fusion: a rule of segment_fusion.RULES ("confidence"), or a network of emofuse.networks.NETWORKS given
@@ -51,7 +54,7 @@ class AnalyzerOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise InputError(f"{name} must be a positive number, not {v!r}")
-        for name in ("beam_size", "threads"):
+        for name in ("beam_size", "threads", "max_image_pixels"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be an integer >= 1, not {v!r}")
@@ -80,7 +83,8 @@ class Analyzer:
         from .extractors import for_analysis
 
         self.options = options
-        self.media_options = MediaOptions(fps=options.fps, max_duration=options.max_duration)
+        self.media_options = MediaOptions(fps=options.fps, max_duration=options.max_duration,
+                                          max_image_pixels=options.max_image_pixels)
         # The registered extractors that compute what this analysis computes (their names key the features a
         # fusion network is fed and the shipped heads); None where none matches (e.g. a user's own Whisper).
         self.sources: dict[str, str | None] = {
@@ -111,8 +115,17 @@ class Analyzer:
             futs.append(self._face_pool.submit(self._load_face))
         if "text" in options.modalities:
             futs.append(self._pool.submit(self._text_expert, "en"))
+        # Wait for every load before raising the first failure: the face models silence the native stderr
+        # (file descriptor 2) while they load, and a message printed meanwhile would be lost.
+        failures = []
         for f in futs:
-            f.result()
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                failures.append(e)
+        if failures:
+            self.close()
+            raise failures[0]
         self.load_seconds = time.perf_counter() - t0
 
     # -- model loading ------------------------------------------------------------------------------
@@ -161,6 +174,10 @@ class Analyzer:
         """Analyse text: one segment per line (a string is split on newlines; blank lines are skipped)."""
         if "text" not in self.options.modalities:
             raise InputError("text input needs the text modality; add 'text' to --modalities")
+        if isinstance(lines, (bytes, bytearray)):
+            raise InputError(f"{name}: text must be str, not bytes; decode it first (e.g. data.decode('utf-8'))")
+        if not isinstance(lines, str) and not (isinstance(lines, Sequence) and all(isinstance(x, str) for x in lines)):
+            raise InputError(f"{name}: text must be a str or a list of str, not {type(lines).__name__}")
         items = [s.strip() for s in (lines.splitlines() if isinstance(lines, str) else lines)]
         items = [s for s in items if s]
         if not items:
@@ -168,13 +185,17 @@ class Analyzer:
         t0 = time.perf_counter()
         langs = [self.options.language or script_language(s) for s in items]
         emb: list[dict[str, np.ndarray]] = [{} for _ in items]
-        outs = self._run_text(items, langs, emb)
+        notes: list[str] = []
+        outs = self._run_text(items, langs, emb, notes)
         segs = tuple(Segment(0.0, 0.0, s, lang, {"text": o}, self.fuse({"text": o}, features=f))
                      for s, lang, o, f in zip(items, langs, outs, emb))
-        return AnalysisResult(name, "text", 0.0, segs, self.fusion_notes, {"total": time.perf_counter() - t0})
+        return AnalysisResult(name, "text", 0.0, segs, tuple(notes) + self.fusion_notes,
+                              {"total": time.perf_counter() - t0})
 
     def analyze_many(self, sources: Sequence[str | Path]) -> list[AnalysisResult | AnalysisError]:
         """Analyse several inputs; a bad one yields an AnalysisError and the rest go on."""
+        if isinstance(sources, (str, os.PathLike)):
+            raise InputError("analyze_many takes a list of paths; for one file use analyze(path)")
         return [self.safe_analyze(s) for s in sources]
 
     def safe_analyze(self, source: str | Path, on_progress: Progress | None = None) -> AnalysisResult | AnalysisError:
@@ -195,8 +216,10 @@ class Analyzer:
                              "(or a tight face crop)")
         out = self._face.summarize([obs])
         seg = Segment(0.0, 0.0, "", None, {"face": out}, self.fuse({"face": out}, features=_face_features(out)))
-        notes = ("the whole image was used as the face (no detection; looks like a face crop)",) \
-            if obs.mode == "whole-image" else ()
+        notes = p.notes + (("the whole image was used as the face (no detection; looks like a face crop)",)
+                           if obs.mode == "whole-image" else ())
+        if obs.faces > 1:
+            notes += (f"{obs.faces} faces found: the largest was analysed ({_MULTI_FACE})",)
         notes += self.fusion_notes
         return AnalysisResult(str(p.path), "image", 0.0, (seg,), notes, {"total": time.perf_counter() - t0})
 
@@ -252,7 +275,7 @@ class Analyzer:
     def _analyze_av(self, p: Probe, t0: float, on_progress: Progress | None) -> AnalysisResult:
         mods = self.options.modalities
         timings: dict[str, float] = {}
-        notes: list[str] = []
+        notes: list[str] = list(p.notes)
         face_fut: Future[tuple[list[float], list[Any], list[str], float]] | None = None
         if p.has_video and "face" in mods:
             face_fut = self._face_pool.submit(self._faces, p)
@@ -284,6 +307,12 @@ class Analyzer:
             notes += fnotes
             if not any(o is not None for o in face_obs):
                 notes.append("no face found in the sampled frames: face is absent")
+            most = max((o.faces for o in face_obs if o is not None), default=0)
+            if most > 1:
+                notes.append(f"up to {most} faces in a frame: the largest was analysed in each ({_MULTI_FACE})")
+            if len(face_times) and p.duration > 2.0 and face_times[-1] < 0.9 * p.duration - 1.0 and not fnotes:
+                notes.append(f"video frames end at {face_times[-1]:.1f} s of the {p.duration:.1f} s the file "
+                             "declares: it looks truncated (the frames up to there were analysed)")
 
         spans = [(u.start, u.end) for u in utts]
         if not spans and len(face_times) and any(o is not None for o in face_obs):
@@ -306,7 +335,7 @@ class Analyzer:
         text_outs: list[ExpertOutput | None] = [None] * len(utts)
         feats: list[dict[str, np.ndarray]] = [{} for _ in utts]  # raw features for fusion networks
         if "text" in mods and utts:
-            text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts], feats))
+            text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts], feats, notes))
         if "voice" in mods:
             pooled, seq = self.sources["voice"], self.sources["voice-seq"]
             for f, u in zip(feats, utts):
@@ -346,18 +375,25 @@ class Analyzer:
         sel = [obs[i] for i in idx]
         return self._face.summarize(sel) if sel else None
 
-    def _run_text(self, texts: list[str], langs: list[str],
-                  features: list[dict[str, np.ndarray]] | None = None) -> list[ExpertOutput]:
-        """Text expert outputs; ``features[i]`` also receives line i's embedding under its extractor name."""
+    def _run_text(self, texts: list[str], langs: list[str], features: list[dict[str, np.ndarray]] | None = None,
+                  notes: list[str] | None = None) -> list[ExpertOutput]:
+        """Text expert outputs; ``features[i]`` also receives line i's embedding under its extractor name;
+        ``notes`` receives one note if some text was longer than its encoder reads."""
         outs: list[ExpertOutput | None] = [None] * len(texts)
         for key in ("en", "other"):
             idx = [i for i, lang in enumerate(langs) if (lang == "en") == (key == "en")]
             if not idx:
                 continue
             enc, head = self._text_expert(key)
-            X = enc.encode([texts[i] for i in idx])
-            for i, o in zip(idx, head.predict(X, encoder=enc.name)):
-                outs[i] = o
+            own = [texts[i] for i in idx]
+            X = enc.encode(own)
+            cut = set(np.flatnonzero(enc.truncated(own))) if hasattr(enc, "truncated") else set()
+            for n, (i, o) in enumerate(zip(idx, head.predict(X, encoder=enc.name))):
+                outs[i] = o if n not in cut else replace(o, extra=dict(o.extra, truncated_to_tokens=enc.max_tokens))
+            if cut and notes is not None:
+                notes.append(f"{len(cut)} text segment(s) longer than {enc.max_tokens} tokens: the {enc.name} text "
+                             f"expert read only the first {enc.max_tokens} (details.truncated_to_tokens; the output "
+                             "keeps the whole text)")
             if features is not None:
                 src = head.feature.source  # the extractor the head reads (checked when it loaded)
                 for i, x in zip(idx, X):
@@ -407,12 +443,22 @@ def analyze(source: str | Path | None = None, *, text: str | Sequence[str] | Non
 
     ``kwargs`` are AnalyzerOptions fields. The analyzer is cached per options, so repeated calls
     do not reload models."""
+    if (source is None) == (text is None):
+        raise InputError("pass either a media path or text=..., not both or neither")
+    if source is not None and not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"analyze() takes a file path (str or pathlib.Path), not {type(source).__name__}; "
+                         "for text use analyze(text=...)")
+    if options is None:
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(AnalyzerOptions)}
+        bad = sorted(set(kwargs) - known)
+        if bad:
+            raise InputError(f"analyze() got unknown option(s) {bad}; AnalyzerOptions fields: {', '.join(sorted(known))}")
     opts = options or AnalyzerOptions(**kwargs)
     if opts not in _DEFAULT:
         _DEFAULT[opts] = Analyzer(opts)
     a = _DEFAULT[opts]
-    if (source is None) == (text is None):
-        raise InputError("pass either a media path or text=..., not both or neither")
     if text is not None:
         return a.analyze_text(text)
     return a.analyze(source)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import InputError
 from .result import MODALITIES, AnalysisError, AnalysisResult
 from .taxonomy import EMOTIONS
 
@@ -94,7 +95,13 @@ def plot_timeline(r: AnalysisResult, path: str | Path) -> Path:
     fig.suptitle(Path(r.input).name, y=0.99, fontsize=10, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0.12, 1, 0.93))
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    if out.suffix.lower() != ".png":  # the file written is a PNG: name it so (and say so)
+        out = out.with_name(out.name + ".png")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110, format="png")
+    except OSError as e:
+        raise InputError(f"cannot write the timeline {out} ({e.strerror or e}); give --plot a writable path") from None
+    finally:
+        plt.close(fig)
     return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -47,9 +49,12 @@ class AnalysisResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Mapping[str, Any]:
         """Duration-weighted mean of the fused distributions (each segment counts at least 1 s, so that
-        image and text segments, which have no duration, weigh equally)."""
+        image and text segments, which have no duration, weigh equally). Read-only, like the result."""
+        return MappingProxyType(self._summary())
+
+    def _summary(self) -> dict[str, Any]:
         fused = [(s, s.fused) for s in self.segments if s.fused is not None]
         used = sorted({m for s in self.segments for m in s.modalities}, key=MODALITIES.index)
         out: dict[str, Any] = {"segments": len(self.segments), "modalities": used}
@@ -59,7 +64,7 @@ class AnalysisResult:
             p = (w[:, None] * P).sum(0) / w.sum()
             out |= {
                 "label": EMOTIONS[int(p.argmax())],
-                "probs": {e: round(float(x), 4) for e, x in zip(EMOTIONS, p)},
+                "probs": rounded_probs(dict(zip(EMOTIONS, p))),
                 "valence": round(float(np.dot(w, [f.valence for _, f in fused]) / w.sum()), 4),
                 "arousal": round(float(np.dot(w, [f.arousal for _, f in fused]) / w.sum()), 4),
             }
@@ -72,7 +77,7 @@ class AnalysisResult:
             "kind": self.kind,
             "duration": round(self.duration, 3),
             "segments": [segment_dict(s) for s in self.segments],
-            "summary": self.summary,
+            "summary": self._summary(),
         }
 
     def to_json(self) -> str:
@@ -98,9 +103,22 @@ def _r(x: float) -> float:
     return round(float(x), 4)
 
 
+def rounded_probs(probs: Mapping[str, float], digits: int = 4) -> dict[str, float]:
+    """Probabilities over EMOTIONS rounded to ``digits`` decimals so that they still sum to exactly 1 (at
+    that precision): largest-remainder rounding, the units that plain rounding loses go to the largest
+    remainders."""
+    unit = 10 ** digits
+    scaled = np.array([float(probs[e]) for e in EMOTIONS]) * unit / max(sum(float(probs[e]) for e in EMOTIONS), 1e-12)
+    floors = np.floor(scaled)
+    short = int(round(unit - floors.sum()))
+    if short > 0:
+        floors[np.argsort(-(scaled - floors), kind="stable")[:short]] += 1
+    return {e: round(float(v) / unit, digits) for e, v in zip(EMOTIONS, floors)}
+
+
 def expert_dict(o: ExpertOutput) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "probs": {e: _r(o.probs[e]) for e in EMOTIONS},
+        "probs": rounded_probs(o.probs),
         "label": max(o.probs, key=o.probs.__getitem__),
         "confidence": _r(o.confidence),
         "valence": _r(o.valence),
@@ -117,7 +135,7 @@ def segment_dict(s: Segment) -> dict[str, Any]:
                          "modalities": {m: expert_dict(o) for m, o in s.modalities.items()}}
     if s.fused is not None:
         f = s.fused
-        d["fused"] = {"probs": {e: _r(f.probs[e]) for e in EMOTIONS}, "label": f.label, "confidence": _r(f.confidence),
+        d["fused"] = {"probs": rounded_probs(f.probs), "label": f.label, "confidence": _r(f.confidence),
                       "valence": _r(f.valence), "arousal": _r(f.arousal),
                       "weights": {m: _r(w) for m, w in f.weights.items()}, "method": f.method}
     return d
@@ -128,16 +146,20 @@ CSV_COLUMNS = (["input", "segment", "start", "end", "language", "text", "modalit
 
 
 def csv_rows(r: AnalysisResult | AnalysisError) -> list[dict[str, Any]]:
-    """One row per segment; an error is one row with the message in `text` and label `error`."""
+    """One row per segment; an error is one row with the message in `text` and label `error`; a result
+    without segments (e.g. no speech) is one row with an empty label and its notes in `text`, so that every
+    input has a row."""
     if isinstance(r, AnalysisError):
         return [{"input": r.input, "label": "error", "text": r.error}]
+    if not r.segments:
+        return [{"input": r.input, "label": "", "text": "; ".join(r.notes)}]
     rows = []
     for i, s in enumerate(r.segments):
         row: dict[str, Any] = {"input": r.input, "segment": i, "start": round(s.start, 3), "end": round(s.end, 3),
                                "language": s.language or "", "text": s.text, "modalities": "+".join(s.modalities)}
         if s.fused is not None:
             row |= {"label": s.fused.label, "confidence": _r(s.fused.confidence), "valence": _r(s.fused.valence),
-                    "arousal": _r(s.fused.arousal)} | {f"p_{e}": _r(s.fused.probs[e]) for e in EMOTIONS}
+                    "arousal": _r(s.fused.arousal)} | {f"p_{e}": v for e, v in rounded_probs(s.fused.probs).items()}
         for m, o in s.modalities.items():
             row[f"{m}_label"] = max(o.probs, key=o.probs.__getitem__)
         rows.append(row)

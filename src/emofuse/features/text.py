@@ -292,6 +292,18 @@ class MiniLMEncoder:
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.path = path
 
+    max_tokens = MINILM_MAX_TOKENS
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Which texts are longer than the ``max_tokens`` the encoder reads (a token spans >= 1 character,
+        so only long texts are tokenised again)."""
+        texts = _as_list(texts)
+        long = [i for i, t in enumerate(texts) if len(t) > self.max_tokens - 2]
+        out = [False] * len(texts)
+        for i, enc in zip(long, self.tokenizer.encode_batch([texts[i] for i in long]) if long else []):
+            out[i] = bool(enc.overflowing)
+        return out
+
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         texts = _as_list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
