@@ -142,6 +142,7 @@ def _crafted_checkpoint(tmp: Path) -> Path:
 OPTIONS = [
     (["--beam-size", "0"], "beam_size must be an integer >= 1"),
     (["--language", "xx"], "language 'xx' is not one Whisper knows"),
+    (["--asr-model", "whisper-tiny.en", "--language", "de"], "is English-only"),
     (["--modalities", "smell"], "unknown modalities"),
     (["--fps", "0"], "fps must be a positive number"),
     (["--max-duration", "-1"], "max_duration must be a positive number"),

@@ -64,6 +64,9 @@ class AnalyzerOptions:
             check_model(self.asr_model)
         if self.language is not None:
             check_language(self.language)
+            if self.asr_model.endswith(".en") and self.language != "en":
+                raise InputError(f"--asr-model {self.asr_model} is English-only, so --language {self.language} cannot be "
+                                 "honoured; use whisper-base for other languages, or leave --language out")
 
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
