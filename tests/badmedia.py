@@ -9,12 +9,15 @@ import av
 import numpy as np
 
 
-def write_wav(path: Path, audio: np.ndarray, sr: int = 16000) -> Path:
-    with av.open(str(path), "w") as c:
+def write_wav(path: Path, audio: np.ndarray, sr: int = 16000, channels: int = 1) -> Path:
+    """16-bit PCM WAV of ``audio`` ([n], repeated over ``channels``: 1, 2 or 6) at ``sr`` Hz."""
+    layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
+    with av.open(str(path), "w", format="wav") as c:
         s = c.add_stream("pcm_s16le", rate=sr)
-        s.layout = "mono"
-        f = av.AudioFrame.from_ndarray((np.clip(audio, -1, 1) * 32767).astype(np.int16)[None, :], format="s16",
-                                       layout="mono")
+        s.layout = layout
+        data = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        f = av.AudioFrame.from_ndarray(np.repeat(data[:, None], channels, axis=1).reshape(1, -1), format="s16",
+                                       layout=layout)
         f.sample_rate, f.pts, f.time_base = sr, 0, Fraction(1, sr)
         for p in s.encode(f):
             c.mux(p)
