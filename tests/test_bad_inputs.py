@@ -27,9 +27,13 @@ from conftest import MEDIA
 
 pytestmark = pytest.mark.slow
 
-# Peak memory of the CLI child, reported from inside it (ru_maxrss of the process itself).
-_RUN = ("import atexit, resource, sys\n"
-        "atexit.register(lambda: sys.stderr.write('MAXRSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+# Peak memory of the CLI child, reported from inside it: VmHWM, the peak of its own address space (ru_maxrss
+# would include the pytest parent's size at fork, which Linux carries across exec).
+_RUN = ("import atexit, sys\n"
+        "def _hwm():\n"
+        "    kb = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM'))\n"
+        "    sys.stderr.write('MAXRSS_KB %d\\n' % kb)\n"
+        "atexit.register(_hwm)\n"
         "from emofuse.cli import main\n"
         "sys.argv = ['emofuse', *sys.argv[1:]]\n"
         "main()\n")

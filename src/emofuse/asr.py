@@ -1,15 +1,18 @@
 """Speech -> text with faster-whisper (CTranslate2, int8 on CPU), sharing the encoder states.
 
-The Whisper encoder output of every 30 s window that ASR computes is kept (see ``_CapturingWhisper``)
-so that the voice expert pools its embedding from it for free instead of running a second encoder.
+Silero VAD finds the speech; the speech chunks of one or several inputs are packed into 30 s windows
+(:func:`plan_windows`), and each window is encoded once: that encoder output serves language detection,
+decoding and the voice expert, which pools its embedding from it instead of running a second encoder.
+Decoding has a budget (:class:`ASROptions`), every segment a quality score (:mod:`emofuse.asr_quality`),
+and speech without a usable transcript still becomes utterances (``source="vad"``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -108,22 +111,51 @@ class ASROptions:
     min_silence_ms: int = 500  # VAD: a pause at least this long splits speech chunks
     threads: int = 2  # CTranslate2 intra-op threads
     zh_simplified: bool = True  # write Mandarin in simplified characters (OpenCC t2s)
+    # -- the decoding budget (benchmarks/asr.py measures the choices). A window whose decode fails the checks
+    # below is retried at the next temperature with best_of samples; faster-whisper's default ladder (0.0 .. 1.0
+    # in 6 steps, 5 samples each) costs up to 26 decodes per window on speech it cannot read, and on RAVDESS,
+    # nEMO and TurEV-DB it won no words over greedy decoding (benchmarks/asr.py): greedy only by default.
+    temperatures: tuple[float, ...] = (0.0,)
+    best_of: int = 5
+    compression_ratio_threshold: float | None = 2.4  # above: too repetitive, retry
+    log_prob_threshold: float | None = -1.0  # below: too unsure, retry
+    no_speech_threshold: float | None = 0.6  # above (with a low log-prob): the window is skipped as silence
+    # cap on tokens per second of speech in a window (nEMO Polish averages ~8, English ~4); CTranslate2 also
+    # stops a window at 224 tokens, so a looping decode costs at most ~1.6x a clean window's
+    tokens_per_second: float | None = 15.0
+    # once every input of a window has come out unreliable (or cut short), the next windows of those inputs get
+    # this smaller cap until one comes out reliable: speech Whisper cannot read stops costing full decodes
+    shaky_tokens_per_second: float | None = 4.0
+    no_repeat_ngram_size: int = 0  # > 0: no n-gram of this size is generated twice in a window
+    min_quality: float | None = None  # transcripts scoring below are unreliable; None = the quality model's threshold
 
     def __post_init__(self) -> None:
-        for name in ("beam_size", "threads", "min_silence_ms"):
+        for name in ("beam_size", "threads", "min_silence_ms", "best_of", "no_repeat_ngram_size"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "min_silence_ms" else 1):
-                raise InputError(f"ASROptions.{name} must be an integer >= {0 if name == 'min_silence_ms' else 1}, "
-                                 f"not {v!r}")
+            low = 0 if name in ("min_silence_ms", "no_repeat_ngram_size") else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InputError(f"ASROptions.{name} must be an integer >= {low}, not {v!r}")
+        if not self.temperatures or any(not 0 <= t <= 2 for t in self.temperatures):
+            raise InputError(f"ASROptions.temperatures must be a non-empty tuple of values in [0, 2], not "
+                             f"{self.temperatures!r}")
+        if self.min_quality is not None and (isinstance(self.min_quality, bool) or
+                                             not isinstance(self.min_quality, (int, float)) or not 0 <= self.min_quality <= 1):
+            raise InputError(f"the minimum transcript quality must be a number in [0, 1], not {self.min_quality!r}")
+        if self.shaky_tokens_per_second is not None and not self.shaky_tokens_per_second > 0:
+            raise InputError(f"ASROptions.shaky_tokens_per_second must be None or > 0, not "
+                             f"{self.shaky_tokens_per_second!r}")
+        if self.tokens_per_second is not None and not self.tokens_per_second > 0:
+            raise InputError(f"ASROptions.tokens_per_second must be None or > 0, not {self.tokens_per_second!r}")
 
 
 @dataclass(frozen=True)
 class Utterance:
-    """One ASR segment with its pooled Whisper-encoder embedding (the voice expert's input)."""
+    """One stretch of speech: an ASR segment, or (``source == "vad"``) speech that VAD found and no usable
+    transcript covers, with its pooled Whisper-encoder embedding (the voice expert's input)."""
 
     start: float  # seconds in the original audio
     end: float
-    text: str
+    text: str  # "" when no transcript covers the speech
     language: str
     language_probability: float
     avg_logprob: float
@@ -132,92 +164,341 @@ class Utterance:
     # the same frames averaged in 0.5 s chunks, [T, d]: a fusion network's sequence input
     # (extractor voice-<model>-seq); None when there is no encoder output
     frames: np.ndarray | None = None
+    quality: float | None = None  # asr_quality score of the text (None: no text)
+    reliable: bool = False  # quality >= the quality model's threshold: the text may be fused
+    source: str = "asr"  # "asr": boundaries from Whisper's timestamps; "vad": from voice activity detection
+    decode: Mapping[str, float] | None = field(default=None, compare=False)  # the asr_quality features the quality was scored from
+
+
+WINDOW_S = 30.0  # Whisper's window
+INPUT_GAP_S = 0.5  # silence between two inputs packed into one window (1.0 cost 10 % more windows, same words)
+MAX_CHUNK_S = 28.0  # VAD splits longer speech (at its last pause) so that a chunk and its pads fit a window
+MIN_FALLBACK_S = 1.0  # speech that no kept segment covers becomes a VAD utterance from this length on
+MAX_UTTERANCE_S = 10.0  # VAD utterances are cut to at most this; longer unreliable ASR segments are replaced
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A stretch of one input's speech (``[start, end)`` samples of its audio) placed in a window at ``offset``."""
+
+    input: int
+    start: int
+    end: int
+    offset: int
+
+    @property
+    def stop(self) -> int:  # end in window samples
+        return self.offset + self.end - self.start
+
+
+def plan_windows(chunks: Sequence[Sequence[tuple[int, int]]], window: int, gap: int) -> list[list[_Part]]:
+    """Pack every input's speech chunks (``(start, end)`` samples), in order, into windows of at most
+    ``window`` samples: chunks of one input are joined directly (as faster-whisper joins VAD chunks), the
+    next input starts after ``gap`` samples of silence, and a chunk longer than a window is cut into
+    windows of its own."""
+    windows: list[list[_Part]] = []
+    cur: list[_Part] = []
+    used = 0
+    for i, cs in enumerate(chunks):
+        for a, b in cs:
+            while b - a > 0:
+                n = min(b - a, window)
+                pad = gap if cur and cur[-1].input != i else 0
+                if cur and used + pad + n > window:
+                    windows.append(cur)
+                    cur, used, pad = [], 0, 0
+                cur.append(_Part(i, a, a + n, used + pad))
+                used += pad + n
+                a += n
+    if cur:
+        windows.append(cur)
+    return windows
+
+
+MODEL_MAX_LENGTH = 448  # Whisper's decoder positions
+
+
+class _WindowDone(Exception):
+    """Raised by the encoder hook when faster-whisper would encode the rest of a window a second time."""
 
 
 _CAPTURING_CLASS: type | None = None
 
 
 def _capturing_class() -> type:
-    """A WhisperModel subclass that keeps the last encoder output (built lazily: faster-whisper import)."""
+    """A WhisperModel subclass that encodes a window once (built lazily: faster-whisper import)."""
     global _CAPTURING_CLASS
     if _CAPTURING_CLASS is None:
         from faster_whisper import WhisperModel
 
         class CapturingWhisper(WhisperModel):  # type: ignore[misc]
-            # faster-whisper yields a window's segments right after encoding that window (and tags them
-            # with the window's `seek`), so the last output is always the one the segment came from.
-            last_encoder_output: Any = None
+            # One pass per window: WhisperASR encodes the window itself and hands the output to
+            # generate_segments; when a window's last segment ends before the window does, faster-whisper
+            # would encode the remainder again (a second encoder pass, then another decode). Here the
+            # remainder is left to the VAD utterances instead, which bounds a window's cost.
+            single_pass = False
 
             def encode(self, features: np.ndarray) -> Any:
-                out = super().encode(features)
-                self.last_encoder_output = out
-                return out
+                if self.single_pass:
+                    raise _WindowDone
+                return super().encode(features)
 
         _CAPTURING_CLASS = CapturingWhisper
     return _CAPTURING_CLASS
 
 
 class WhisperASR:
-    """Transcribes 16 kHz audio into utterances with timestamps, language and voice embeddings."""
+    """Transcribes 16 kHz audio into utterances with timestamps, language, quality and voice embeddings."""
 
-    def __init__(self, options: ASROptions = ASROptions()) -> None:
+    def __init__(self, options: ASROptions = ASROptions(), quality: Any = None) -> None:
+        """``quality``: what scores transcripts (``score(features) -> float`` and ``threshold``); default the
+        shipped :class:`emofuse.asr_quality.QualityModel`."""
+        from . import asr_quality
+
         self.options = options
+        self.quality = quality or asr_quality.shipped()
         self.model = load_whisper(options.model, options.threads)
         self.multilingual: bool = bool(self.model.model.is_multilingual)
+        if options.vad:  # load Silero VAD now (faster-whisper loads it on first use), with the other models
+            self.speech_chunks(np.zeros(SAMPLE_RATE, dtype=np.float32))
+
+    @property
+    def threshold(self) -> float:
+        """Transcripts scoring below this are unreliable (ASROptions.min_quality, else the quality model's)."""
+        return float(self.options.min_quality if self.options.min_quality is not None else self.quality.threshold)
 
     def speech_chunks(self, audio: np.ndarray) -> list[dict[str, int]]:
+        """Speech ``{"start", "end"}`` in samples (Silero VAD; each at most MAX_CHUNK_S + its pads)."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if not self.options.vad:
-            return [{"start": 0, "end": len(audio)}]
-        return get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=self.options.min_silence_ms))
+            return [{"start": 0, "end": len(audio)}] if len(audio) else []
+        return get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=self.options.min_silence_ms,
+                                                       max_speech_duration_s=MAX_CHUNK_S))
+
+    def _decode_options(self, speech_seconds: float, tokenizer: Any, words: bool = False,
+                        tokens_per_second: float | None = None) -> Any:
+        """faster-whisper's TranscriptionOptions for one window, with the budget of ASROptions."""
+        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+        o = self.options
+        cap = None
+        tps = tokens_per_second or o.tokens_per_second
+        if tps is not None:  # as max_new_tokens: CTranslate2 reaches (prompt + cap) // 2 tokens
+            want = 8 + tps * min(WINDOW_S, speech_seconds)
+            prompt = len(tokenizer.sot_sequence)
+            cap = int(min(MODEL_MAX_LENGTH - prompt, 2 * want + 1 - prompt))
+        suppress = get_suppressed_tokens(tokenizer, [-1])
+        return TranscriptionOptions(
+            beam_size=o.beam_size, best_of=o.best_of, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
+            no_repeat_ngram_size=o.no_repeat_ngram_size, log_prob_threshold=o.log_prob_threshold,
+            no_speech_threshold=o.no_speech_threshold, compression_ratio_threshold=o.compression_ratio_threshold,
+            condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=list(o.temperatures),
+            initial_prompt=None, prefix=None, suppress_blank=True, suppress_tokens=suppress,
+            without_timestamps=False,
+            max_initial_timestamp=1.0, word_timestamps=words, prepend_punctuations="\"'“¿([{-",
+            append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=cap,
+            clip_timestamps=[0.0], hallucination_silence_threshold=None, hotwords=None)
 
     def transcribe(self, audio: np.ndarray, on_progress: Callable[[float], None] | None = None) -> list[Utterance]:
-        """Utterances of ``audio`` (empty when there is no speech)."""
-        from faster_whisper.vad import SpeechTimestampsMap
+        """Utterances of ``audio`` (empty when VAD finds no speech)."""
+        return self.transcribe_many([audio], on_progress)[0]
+
+    def transcribe_many(self, audios: Sequence[np.ndarray],
+                        on_progress: Callable[[float], None] | None = None) -> list[list[Utterance]]:
+        """Utterances of each input. The inputs' speech (VAD chunks) is packed into shared 30 s windows, so
+        that a short input costs its length rather than a whole window; each window is encoded once, and
+        that one encoder pass serves language detection, decoding and the voice embeddings. Speech without
+        a reliable transcript becomes VAD utterances, so voice (and face) still get per-utterance answers."""
+        chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a))] for a in audios]
+        windows = plan_windows(chunks, int(WINDOW_S * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
+        out: list[list[Utterance]] = [[] for _ in audios]
+        shaky: set[int] = set()  # inputs whose last window came out unreliable
+        for k, parts in enumerate(windows):
+            mine = {p.input for p in parts}
+            tps = self.options.shaky_tokens_per_second if mine <= shaky else None
+            for i, utts in self._window(audios, parts, tps).items():
+                out[i].extend(utts)
+                if any(u.reliable for u in utts):
+                    shaky.discard(i)
+                else:
+                    shaky.add(i)
+            if on_progress is not None:
+                on_progress((k + 1) / len(windows))
+        # Whisper sometimes skips one of several packed inputs (a sentence said twice in a row, say): those get
+        # one more try, packed among themselves (new neighbours), and keep it if it found words
+        shared = {p.input for parts in windows if len({q.input for q in parts}) > 1 for p in parts}
+        retry = [i for i in sorted(shared) if not any(u.source == "asr" for u in out[i])]
+        if retry:
+            again = plan_windows([chunks[i] if i in retry else [] for i in range(len(audios))],
+                                 int(WINDOW_S * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
+            for parts in again:
+                for i, utts in self._window(audios, parts).items():
+                    if any(u.source == "asr" for u in utts):
+                        out[i] = utts
+        return [sorted(u, key=lambda x: x.start) for u in out]
+
+    def _window(self, audios: Sequence[np.ndarray], parts: list[_Part],
+                tokens_per_second: float | None = None) -> dict[int, list[Utterance]]:
+        """Decode one window of packed speech (``tokens_per_second``: a cap other than the options'); the
+        utterances per input, in original time."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        from . import asr_quality as aq
+
+        audio = np.zeros(parts[-1].stop, dtype=np.float32)
+        for p in parts:
+            audio[p.offset: p.stop] = audios[p.input][p.start: p.end]
+        features = self.model.feature_extractor(audio)
+        # the window exactly as generate_segments slices it (it drops the last mel frame)
+        enc_sv = self.model.encode(pad_or_trim(features[:, : min(self.model.feature_extractor.nb_max_frames,
+                                                                    features.shape[-1] - 1)]))
+        enc = np.asarray(enc_sv)[0]
+        language, lang_p = self.options.language, 1.0
+        if not self.multilingual:
+            language = "en"
+        elif language is None:
+            token, lang_p = self.model.model.detect_language(enc_sv)[0][0]
+            language = token[2:-2]
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+        speech_s = sum(p.end - p.start for p in parts) / SAMPLE_RATE
+        # word timestamps (one alignment pass, ~5 % of a window): where several inputs share the window a segment
+        # is split at their boundaries, and each segment's word probabilities are its own confidence
+        opts = self._decode_options(speech_s, tokenizer, words=True, tokens_per_second=tokens_per_second)
+        # Temperature fallback samples; a fixed seed per window makes transcripts reproducible run to run.
+        ctranslate2.set_random_seed(0)
+        segments = []
+        self.model.single_pass = True
+        try:
+            for s in self.model.generate_segments(features, tokenizer, opts, False, enc_sv):
+                segments.append(s)
+        except _WindowDone:
+            pass
+        finally:
+            self.model.single_pass = False
+        n_tokens = sum(len(s.tokens) for s in segments)
+        # the token cap: CTranslate2 stops a Whisper sequence at max_length // 2 tokens (4.8, measured)
+        cut_short = opts.max_new_tokens is not None and \
+            n_tokens >= (len(tokenizer.sot_sequence) + opts.max_new_tokens) // 2 - 2
+        qm = self.quality
+        by_input: dict[int, list[Utterance]] = {p.input: [] for p in parts}
+        for s in segments:
+            info = aq.DecodeInfo(float(s.avg_logprob), float(s.no_speech_prob), float(s.temperature or 0.0),
+                                 float(s.compression_ratio), float(lang_p), bool(cut_short))
+            for own, a, b, text, probs in _split(parts, s):
+                text = text.strip()
+                if language == "zh" and self.options.zh_simplified:
+                    text = to_simplified(text)
+                if not text:
+                    continue
+                feats = aq.features(text, b - a, language, info, probs)
+                q = qm.score(feats)
+                by_input[own].append(self._utterance(parts, own, a, b, enc, text, language, lang_p, s.avg_logprob,
+                                                     s.no_speech_prob, q, q >= self.threshold, "asr", decode=feats))
+        for i, utts in by_input.items():
+            keep = [u.reliable or u.end - u.start <= MAX_UTTERANCE_S for u in utts]
+            kept = [u for u, k in zip(utts, keep) if k]
+            dropped = [u for u, k in zip(utts, keep) if not k]  # long unreliable spans: VAD sets the boundaries
+            covered = [(u.start, u.end) for u in kept]
+            mine = [p for p in parts if p.input == i]
+            for p in mine:
+                lo, hi = p.start / SAMPLE_RATE, p.end / SAMPLE_RATE
+                for a, b in _uncovered(lo, hi, covered, MIN_FALLBACK_S, MAX_UTTERANCE_S):
+                    wa, wb = p.offset / SAMPLE_RATE + a - lo, p.offset / SAMPLE_RATE + b - lo
+                    text = " ".join(u.text for u in dropped if min(u.end, b) - max(u.start, a) > 0.5 * (b - a))
+                    kept.append(self._utterance(parts, i, wa, wb, enc, text, language, lang_p, 0.0, 0.0,
+                                                None, False, "vad", original=(a, b)))
+            if not kept:  # speech shorter than MIN_FALLBACK_S and no transcript: still one utterance for voice
+                wa, wb = mine[0].offset / SAMPLE_RATE, mine[-1].stop / SAMPLE_RATE
+                text = " ".join(u.text for u in dropped)
+                kept.append(self._utterance(parts, i, wa, wb, enc, text, language, lang_p, 0.0, 0.0, None,
+                                            False, "vad"))
+            by_input[i] = kept
+        return by_input
+
+    def _utterance(self, parts: list[_Part], i: int, wa: float, wb: float, enc: np.ndarray, text: str, language: str,
+                   lang_p: float, avg_logprob: float, no_speech: float, quality: float | None, reliable: bool,
+                   source: str, original: tuple[float, float] | None = None,
+                   decode: Mapping[str, float] | None = None) -> Utterance:
+        """An utterance of input ``i`` spanning window seconds ``[wa, wb]``, pooled from the window's frames."""
         from .features.voice import chunk_frames, pool_frames
 
-        chunks = self.speech_chunks(audio)
-        if not chunks:
-            return []
-        speech = np.concatenate([audio[c["start"]: c["end"]] for c in chunks])
-        ts_map = SpeechTimestampsMap(chunks, SAMPLE_RATE)
-        language, lang_p = self.options.language, 1.0
-        if language is None:
-            if self.multilingual:
-                # Detect on the speech only (one encoder pass, as transcribe() would do anyway).
-                language, lang_p, _ = self.model.detect_language(audio=speech[: 30 * SAMPLE_RATE])
-            else:
-                language = "en"
-        # Temperature fallback samples; a fixed seed per input makes transcripts (and hence segments)
-        # reproducible run to run and independent of what was analysed before.
-        import ctranslate2
+        start, end = original or (_to_original(parts, i, wa), _to_original(parts, i, wb, is_end=True))
+        return Utterance(round(start, 3), round(max(start, end), 3), text, language, float(lang_p), float(avg_logprob),
+                         float(no_speech), pool_frames(enc, wa, wb), chunk_frames(enc, wa, wb),
+                         None if quality is None else round(float(quality), 4), reliable, source, decode)
 
-        ctranslate2.set_random_seed(0)
-        segments, _info = self.model.transcribe(
-            speech, language=language, beam_size=self.options.beam_size, vad_filter=False,
-            condition_on_previous_text=False,
-        )
-        out: list[Utterance] = []
-        enc_src: Any = None
-        enc: np.ndarray | None = None
-        tpf = self.model.feature_extractor.time_per_frame  # seconds per mel frame (0.01)
-        for s in segments:
-            if self.model.last_encoder_output is not enc_src:
-                enc_src = self.model.last_encoder_output
-                enc = np.asarray(enc_src)[0]
-            w0 = s.seek * tpf
-            emb = pool_frames(enc, s.start - w0, s.end - w0) if enc is not None else None
-            seq = chunk_frames(enc, s.start - w0, s.end - w0) if enc is not None else None
-            start = ts_map.get_original_time(s.start)
-            end = max(start, ts_map.get_original_time(s.end, is_end=True))
-            text = s.text.strip()
-            if language == "zh" and self.options.zh_simplified:
-                text = to_simplified(text)
-            if not text:
-                continue
-            out.append(Utterance(round(start, 3), round(end, 3), text, language, float(lang_p),
-                                 float(s.avg_logprob), float(s.no_speech_prob), emb, seq))
-            if on_progress is not None:
-                on_progress(s.end / max(len(speech) / SAMPLE_RATE, 1e-6))
-        return out
+
+def _split(parts: list[_Part], seg: Any) -> list[tuple[int, float, float, str, list[float]]]:
+    """A decoded segment as ``(input, start, end, text, word probabilities)`` pieces in window seconds: one
+    piece per input whose stretch holds its words (by each word's time; Whisper may run one segment across
+    two packed inputs), else the whole segment for the input it overlaps most."""
+    words = getattr(seg, "words", None)
+    if not words:
+        own = _owner(parts, seg.start, seg.end)
+        return [(own, *_clip_to(parts, own, seg.start, seg.end), seg.text, [])]
+    pieces: list[tuple[int, float, float, str, list[float]]] = []
+    for w in words:
+        own = _owner(parts, w.start, w.end)
+        a, b = _clip_to(parts, own, w.start, w.end)
+        if pieces and pieces[-1][0] == own:
+            i, a0, _, text, probs = pieces[-1]
+            pieces[-1] = (i, a0, max(a0, b), text + w.word, probs + [float(w.probability)])
+        else:
+            pieces.append((own, a, b, w.word, [float(w.probability)]))
+    return pieces
+
+
+def _owner(parts: list[_Part], a: float, b: float) -> int:
+    """The input whose speech overlaps window seconds ``[a, b]`` most (the nearest one if none does)."""
+    best, best_ov, best_d = parts[0].input, -1.0, float("inf")
+    for p in parts:
+        pa, pb = p.offset / SAMPLE_RATE, p.stop / SAMPLE_RATE
+        ov = min(b, pb) - max(a, pa)
+        d = max(pa - b, a - pb, 0.0)
+        if ov > best_ov or (ov <= 0 and best_ov <= 0 and d < best_d):
+            best, best_ov, best_d = p.input, ov, d
+    return best
+
+
+def _clip_to(parts: list[_Part], i: int, a: float, b: float) -> tuple[float, float]:
+    """Window seconds ``[a, b]`` clipped to input ``i``'s stretch of the window (its parts are contiguous)."""
+    mine = [p for p in parts if p.input == i]
+    lo, hi = mine[0].offset / SAMPLE_RATE, mine[-1].stop / SAMPLE_RATE
+    a, b = min(max(a, lo), hi), min(max(b, lo), hi)
+    return a, max(a, b)
+
+
+def _to_original(parts: list[_Part], i: int, t: float, is_end: bool = False) -> float:
+    """Window seconds -> seconds in input ``i``'s audio (through the part that holds ``t``)."""
+    mine = [p for p in parts if p.input == i]
+    for p in mine:
+        pa, pb = p.offset / SAMPLE_RATE, p.stop / SAMPLE_RATE
+        if pa <= t < pb or (is_end and pa < t <= pb):
+            return p.start / SAMPLE_RATE + t - pa
+    # outside the input's stretch (a timestamp in the gap to the next input): its nearer end
+    return (mine[0].start if t < mine[0].offset / SAMPLE_RATE else mine[-1].end) / SAMPLE_RATE
+
+
+def _uncovered(lo: float, hi: float, covered: list[tuple[float, float]], min_s: float,
+               max_s: float) -> list[tuple[float, float]]:
+    """The stretches of ``[lo, hi]`` that no span in ``covered`` overlaps, at least ``min_s`` long, each cut
+    into equal pieces of at most ``max_s``."""
+    free, cur = [], lo
+    for a, b in sorted(covered):
+        if b <= cur or a >= hi:
+            continue
+        if a > cur:
+            free.append((cur, a))
+        cur = max(cur, b)
+    if cur < hi:
+        free.append((cur, hi))
+    out = []
+    for a, b in free:
+        if b - a < min_s:
+            continue
+        n = int(np.ceil((b - a) / max_s))
+        out += [(a + (b - a) * k / n, a + (b - a) * (k + 1) / n) for k in range(n)]
+    return out

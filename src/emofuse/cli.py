@@ -85,6 +85,8 @@ def analyze(
     fusion: Annotated[Optional[str], typer.Option(help="confidence (the default rule) or a fusion network "
                                                   "(`emofuse networks`; needs --checkpoint)")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")] = None,
+    min_text_quality: Annotated[Optional[float], typer.Option(help="transcripts scoring below this (0..1) are shown "
+                                                              "but not fused; default: the shipped threshold")] = None,
 ) -> None:
     """Analyse recordings, images and text; print one result per input."""
     from .media import expand_inputs
@@ -100,7 +102,8 @@ def analyze(
         raise typer.Exit(2)
     opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                            asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
-                           max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None)
+                           max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None,
+                           min_text_quality=min_text_quality)
     out = _open_output(output) if output else sys.stdout  # a bad -o fails before the models load
     with err.status("loading models…"):
         analyzer = Analyzer(opts)
@@ -110,8 +113,7 @@ def analyze(
         _write(out, fmt, None, writer.writeheader)
     failed = 0
     n_plots = sum(1 for _ in jobs)
-    for i, (kind, item) in enumerate(jobs):
-        r = _run_one(analyzer, kind, item, err)
+    for i, r in enumerate(_results(analyzer, jobs, err)):
         if isinstance(r, AnalysisError):
             failed += 1
             err.print(f"[red]✗[/] {_esc(r.error)}")
@@ -174,38 +176,52 @@ def _open_output(path: Path) -> Any:
         raise InputError(f"cannot write the output file {path} ({e.strerror or e}); give -o a writable file path") from None
 
 
-def _run_one(analyzer, kind: str, item: object, err):  # type: ignore[no-untyped-def]
+def _results(analyzer, jobs: list[tuple[str, object]], err):  # type: ignore[no-untyped-def]
+    """Each job's result in order: media through Analyzer.iter_analyze (short recordings share ASR windows; a
+    progress bar on stderr for long ones), then text."""
     from .result import AnalysisError
 
-    try:
-        if kind == "text":
-            return analyzer.analyze_text(str(item), name="<text>")
-        if kind == "textfile":
-            from .media import read_text_file
+    media = [Path(str(item)) for kind, item in jobs if kind == "media"]
+    with _ProgressBars(err) as bars:
+        yield from analyzer.iter_analyze(media, on_progress=bars.update if err.is_terminal else None)
+    for kind, item in jobs:
+        try:
+            if kind == "text":
+                yield analyzer.analyze_text(str(item), name="<text>")
+            elif kind == "textfile":
+                from .media import read_text_file
 
-            return analyzer.analyze_text(read_text_file(Path(str(item))), name=str(item))
-        return _with_progress(analyzer, Path(str(item)), err)
-    except EmofuseError as e:
-        return AnalysisError(str(item), str(e), type(e).__name__)
+                yield analyzer.analyze_text(read_text_file(Path(str(item))), name=str(item))
+        except EmofuseError as e:
+            yield AnalysisError(str(item), str(e), type(e).__name__)
 
 
-def _with_progress(analyzer, path: Path, err):  # type: ignore[no-untyped-def]
-    """A progress bar on stderr for long media (ASR reports how far it got)."""
-    from .media import probe
+class _ProgressBars:
+    """A transient progress bar per long input, shown while ASR reports progress on it."""
 
-    try:
-        dur = probe(path, analyzer.media_options).duration
-    except EmofuseError:
-        dur = 0.0
-    if dur < 30 or not err.is_terminal:
-        return analyzer.safe_analyze(path)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    def __init__(self, console: Any) -> None:
+        self.console, self.progress, self.tasks = console, None, {}  # type: ignore[var-annotated]
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=err, transient=True) as prog:
-        task = prog.add_task(path.name, total=1.0)
-        r = analyzer.safe_analyze(path, on_progress=lambda f: prog.update(task, completed=min(f, 1.0)))
-    return r
+    def __enter__(self) -> "_ProgressBars":
+        return self
+
+    def update(self, name: str, fraction: float) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                                     console=self.console, transient=True)
+            self.progress.start()
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(Path(name).name, total=1.0)
+        self.progress.update(self.tasks[name], completed=min(fraction, 1.0))
+        if fraction >= 1.0:
+            self.progress.remove_task(self.tasks.pop(name))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 @app.command()

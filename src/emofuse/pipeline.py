@@ -11,18 +11,21 @@ import os
 import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .errors import EmofuseError, InputError
 from .experts import ExpertOutput, LinearHead, shipped_head
 from .media import MediaOptions, Probe, decode_audio, decode_image, iter_frames, probe
-from .result import MODALITIES, AnalysisError, AnalysisResult, Segment
+from .result import MODALITIES, AnalysisError, AnalysisResult, Segment, Transcript
 
 Progress = Callable[[float], None]
+PACK_MAX_S = 20.0  # recordings at most this long share ASR windows in iter_analyze / analyze_many
+PACK_HOLD = 64  # at most this many recordings are held back for one shared transcription
+PACK_HOLD_S = 120.0  # ... and at most this much audio (four windows: only a group's last one is part-filled)
 _MULTI_FACE = "FaceOptions.max_faces > 1 averages several"
 
 
@@ -41,6 +44,9 @@ class AnalyzerOptions:
     # with its trained checkpoint; None = "confidence", or the network the checkpoint holds
     fusion: str | None = None
     checkpoint: str | None = None  # trained fusion network (.safetensors); needed for any network
+    # transcripts scoring below this (emofuse.asr_quality, 0..1) are shown but not read by the text expert;
+    # None = the shipped quality model's threshold
+    min_text_quality: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.modalities, str) or not isinstance(self.modalities, (tuple, list)):
@@ -58,7 +64,9 @@ class AnalyzerOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be an integer >= 1, not {v!r}")
-        from .asr import check_language, check_model
+        from .asr import ASROptions, check_language, check_model
+
+        ASROptions(min_quality=self.min_text_quality)  # the one place that checks it
 
         if "voice" in self.modalities or "text" in self.modalities:
             check_model(self.asr_model)
@@ -137,7 +145,8 @@ class Analyzer:
             from .asr import ASROptions, WhisperASR
 
             self._asr = WhisperASR(ASROptions(model=self.options.asr_model, language=self.options.language,
-                                              beam_size=self.options.beam_size, threads=self.options.threads))
+                                              beam_size=self.options.beam_size, threads=self.options.threads,
+                                              min_quality=self.options.min_text_quality))
             if "voice" in self.options.modalities:
                 self._voice_head = self._find_voice_head()
         return self._asr
@@ -171,7 +180,9 @@ class Analyzer:
         p = probe(source, self.media_options)
         if p.kind == "image":
             return self._analyze_image(p, t0)
-        return self._analyze_av(p, t0, on_progress)
+        w = self._begin_av(p, t0)
+        self._transcribe([w], on_progress)
+        return self._finish_av(w)
 
     def analyze_text(self, lines: str | Sequence[str], name: str = "<text>") -> AnalysisResult:
         """Analyse text: one segment per line (a string is split on newlines; blank lines are skipped)."""
@@ -196,24 +207,94 @@ class Analyzer:
                               {"total": time.perf_counter() - t0})
 
     def analyze_many(self, sources: Sequence[str | Path]) -> list[AnalysisResult | AnalysisError]:
-        """Analyse several inputs; a bad one yields an AnalysisError and the rest go on."""
+        """Analyse several inputs; a bad one yields an AnalysisError and the rest go on. Short recordings
+        share ASR windows (see :meth:`iter_analyze`)."""
+        return list(self.iter_analyze(sources))
+
+    def iter_analyze(self, sources: Iterable[str | Path], on_progress: Callable[[str, float], None] | None = None
+                     ) -> Iterator[AnalysisResult | AnalysisError]:
+        """Results in input order, each as soon as it and those before it are done; a bad input yields an
+        AnalysisError and the rest go on.
+
+        Recordings of at most PACK_MAX_S seconds are held back (at most PACK_HOLD of them or PACK_HOLD_S
+        seconds of audio) and transcribed together, their speech packed into shared Whisper windows: a 3 s
+        clip then costs about a tenth of a window instead of a whole one. Longer recordings are analysed
+        alone, ``on_progress(input, fraction)`` reporting how far ASR got."""
         if isinstance(sources, (str, os.PathLike)):
             raise InputError("analyze_many takes a list of paths; for one file use analyze(path)")
-        return [self.safe_analyze(s) for s in sources]
+        slots: list[AnalysisResult | AnalysisError | _Pending] = []
+        held: list[_Pending] = []
+
+        def flush() -> Iterator[AnalysisResult | AnalysisError]:
+            self._transcribe_guarded(held)
+            held.clear()
+            for x in slots:
+                if not isinstance(x, _Pending):
+                    yield x
+                elif x.error is not None:
+                    if x.face is not None:
+                        x.face.cancel()
+                    yield x.error
+                else:
+                    yield self._guarded(x.probe.path, lambda x=x: self._finish_av(x))
+            slots.clear()
+
+        for source in sources:
+            t0 = time.perf_counter()
+            try:
+                p = probe(source, self.media_options)
+                if p.kind == "image":
+                    slots.append(self._guarded(source, lambda: self._analyze_image(p, t0)))
+                    if not held:
+                        yield from flush()
+                    continue
+                if p.duration > PACK_MAX_S or not p.has_audio:
+                    yield from flush()
+                    w = self._begin_av(p, t0)
+                    self._transcribe([w], None if on_progress is None else lambda f, s=str(source): on_progress(s, f))
+                    yield self._finish_av(w)
+                    continue
+                w = self._begin_av(p, t0)
+            except Exception as e:  # noqa: BLE001 - one input's failure is its own result
+                slots.append(_error(source, e))
+                if not held:
+                    yield from flush()
+                continue
+            held.append(w)
+            slots.append(w)
+            if len(held) >= PACK_HOLD or sum(x.probe.duration for x in held) >= PACK_HOLD_S:
+                yield from flush()
+        yield from flush()
+
+    def _transcribe_guarded(self, group: list[_Pending]) -> None:
+        """Transcribe a group together; if that fails, each input alone, so that a failure costs one input."""
+        try:
+            self._transcribe(group)
+            return
+        except Exception:  # noqa: BLE001 - find the input that fails
+            pass
+        for w in group:
+            try:
+                self._transcribe([w])
+            except Exception as e:  # noqa: BLE001
+                w.error = _error(w.probe.path, e)
+
+    def _guarded(self, source: str | Path, run: Callable[[], AnalysisResult]) -> AnalysisResult | AnalysisError:
+        try:
+            return run()
+        except Exception as e:  # noqa: BLE001 - one input's failure is its own result
+            return _error(source, e)
 
     def safe_analyze(self, source: str | Path, on_progress: Progress | None = None) -> AnalysisResult | AnalysisError:
-        try:
-            return self.analyze(source, on_progress)
-        except EmofuseError as e:
-            return AnalysisError(str(source), str(e), type(e).__name__)
-        except Exception as e:  # a library failure on one input must not cost the batch
-            return AnalysisError(str(source), f"{source}: unexpected {type(e).__name__}: {e}", "InternalError")
+        return self._guarded(source, lambda: self.analyze(source, on_progress))
 
     # -- stages -------------------------------------------------------------------------------------
     def _analyze_image(self, p: Probe, t0: float) -> AnalysisResult:
         if "face" not in self.options.modalities:
             raise InputError(f"{p.path}: an image has only a face to analyse; add 'face' to --modalities")
-        obs = self._load_face().analyze_image(decode_image(p))
+        # on the face thread: held videos of iter_analyze may be running their faces there, and the LiteRT
+        # interpreter serves one caller at a time
+        obs = self._face_pool.submit(lambda: self._load_face().analyze_image(decode_image(p))).result()
         if obs is None:
             raise InputError(f"{p.path}: no face found; pass a photo with a visible, roughly frontal face "
                              "(or a tight face crop)")
@@ -275,37 +356,52 @@ class Analyzer:
                     producer.join(0.05)
         return times, obs, notes, time.perf_counter() - t
 
-    def _analyze_av(self, p: Probe, t0: float, on_progress: Progress | None) -> AnalysisResult:
-        mods = self.options.modalities
-        timings: dict[str, float] = {}
-        notes: list[str] = list(p.notes)
-        face_fut: Future[tuple[list[float], list[Any], list[str], float]] | None = None
-        if p.has_video and "face" in mods:
-            face_fut = self._face_pool.submit(self._faces, p)
-        utts: list[Any] = []
-        speech_needed = "voice" in mods or "text" in mods
+    def _begin_av(self, p: Probe, t0: float) -> _Pending:
+        """Start the face analysis of a video (on its own thread) and decode the audio ASR needs."""
+        w = _Pending(p, t0)
+        w.notes += p.notes
+        if p.has_video and "face" in self.options.modalities:
+            w.face = self._face_pool.submit(self._faces, p)
+        speech_needed = "voice" in self.options.modalities or "text" in self.options.modalities
         if p.has_audio and speech_needed:
             t = time.perf_counter()
             try:
-                audio, anotes = decode_audio(p)
+                w.audio, anotes = decode_audio(p)
             except BaseException:
-                if face_fut is not None:
-                    face_fut.cancel()
+                if w.face is not None:
+                    w.face.cancel()
                 raise
-            notes += anotes
-            timings["decode_audio"] = time.perf_counter() - t
-            t = time.perf_counter()
-            utts = self._load_asr().transcribe(audio, on_progress)
-            timings["asr"] = time.perf_counter() - t
-            if not utts:
-                notes.append("no speech detected: voice and text are absent")
+            w.notes += anotes
+            w.timings["decode_audio"] = time.perf_counter() - t
         elif speech_needed:
-            notes.append("no audio stream: voice and text are absent (pass --text to add words)")
+            w.notes.append("no audio stream: voice and text are absent (pass --text to add words)")
+        return w
 
+    def _transcribe(self, group: Sequence[_Pending], on_progress: Progress | None = None) -> None:
+        """ASR for the inputs of ``group`` that have audio, in shared windows (see WhisperASR.transcribe_many);
+        each input's share of the time by its length."""
+        todo = [w for w in group if w.audio is not None]
+        if not todo:
+            return
+        t = time.perf_counter()
+        utts = self._load_asr().transcribe_many([w.audio for w in todo], on_progress)  # type: ignore[misc]
+        spent = time.perf_counter() - t
+        total = sum(len(w.audio) for w in todo) or 1  # type: ignore[arg-type]
+        for w, u in zip(todo, utts):
+            w.utts = u
+            w.timings["asr"] = spent * len(w.audio) / total  # type: ignore[arg-type]
+            if len(todo) > 1:
+                w.timings["asr_shared_by"] = len(todo)
+            if not u:
+                w.notes.append("no speech detected: voice and text are absent")
+
+    def _finish_av(self, w: _Pending) -> AnalysisResult:
+        mods = self.options.modalities
+        p, utts, notes, timings = w.probe, w.utts, w.notes, w.timings
         face_times: np.ndarray = np.zeros(0)
         face_obs: list[Any] = []
-        if face_fut is not None:
-            ft, face_obs, fnotes, timings["face"] = face_fut.result()
+        if w.face is not None:
+            ft, face_obs, fnotes, timings["face"] = w.face.result()
             face_times = np.asarray(ft)
             notes += fnotes
             if not any(o is not None for o in face_obs):
@@ -320,9 +416,9 @@ class Analyzer:
         spans = [(u.start, u.end) for u in utts]
         if not spans and len(face_times) and any(o is not None for o in face_obs):
             # No speech: give a face-only timeline in fixed windows so a silent video still gets an answer.
-            w = self.options.face_window
-            n = max(1, int(np.ceil((p.duration or (face_times[-1] + 1e-3)) / w)))
-            spans = [(i * w, min((i + 1) * w, p.duration or (i + 1) * w)) for i in range(n)]
+            fw = self.options.face_window
+            n = max(1, int(np.ceil((p.duration or (face_times[-1] + 1e-3)) / fw)))
+            spans = [(i * fw, min((i + 1) * fw, p.duration or (i + 1) * fw)) for i in range(n)]
 
         t = time.perf_counter()
         voice_outs: list[ExpertOutput | None] = [None] * len(utts)
@@ -338,7 +434,22 @@ class Analyzer:
         text_outs: list[ExpertOutput | None] = [None] * len(utts)
         feats: list[dict[str, np.ndarray]] = [{} for _ in utts]  # raw features for fusion networks
         if "text" in mods and utts:
-            text_outs = list(self._run_text([u.text for u in utts], [u.language for u in utts], feats, notes))
+            # only text that the quality score trusts is read and fused; the rest is shown, marked unreliable
+            use = [i for i, u in enumerate(utts) if u.text and u.reliable]
+            if use:  # the feature dicts are shared: _run_text fills feats[i]
+                outs = self._run_text([utts[i].text for i in use], [utts[i].language for i in use],
+                                      [feats[i] for i in use], notes)
+                for i, o in zip(use, outs):
+                    text_outs[i] = o
+            shaky = sum(1 for u in utts if u.text and not u.reliable)
+            if shaky:
+                notes.append(f"{shaky} segment(s) with an unreliable transcript (quality below "
+                             f"{self._load_asr().threshold:.2f}): their text is shown but the text expert and fusion "
+                             "left it out (segments[].transcript)")
+        silent = sum(1 for u in utts if u.source == "vad" and not u.text)
+        if silent and ("text" in mods or "voice" in mods):
+            notes.append(f"{silent} stretch(es) of speech without a transcript: their segments come from voice "
+                         "activity detection and carry voice (and face) only")
         if "voice" in mods:
             pooled, seq = self.sources["voice"], self.sources["voice-seq"]
             for f, u in zip(feats, utts):
@@ -363,9 +474,10 @@ class Analyzer:
             u = utts[i] if i < len(utts) else None
             f = dict(feats[i]) if i < len(utts) else {}
             f.update(_face_features(fo))
-            segs.append(Segment(s, e, u.text if u else "", u.language if u else None, m, self.fuse(m, features=f)))
+            tr = Transcript(u.quality, u.reliable, u.source) if u is not None else None
+            segs.append(Segment(s, e, u.text if u else "", u.language if u else None, m, self.fuse(m, features=f), tr))
         notes += self.fusion_notes
-        timings["total"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - w.t0
         return AnalysisResult(str(p.path), p.kind, p.duration, tuple(segs), tuple(notes), timings)
 
     def _face_in(self, times: np.ndarray, obs: list[Any], s: float, e: float) -> ExpertOutput | None:
@@ -406,6 +518,27 @@ class Analyzer:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._face_pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class _Pending:
+    """A recording between decoding and its result: faces may still run, ASR may be pending."""
+
+    probe: Probe
+    t0: float
+    face: Future[tuple[list[float], list[Any], list[str], float]] | None = None
+    audio: np.ndarray | None = None
+    utts: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: AnalysisError | None = None  # ASR failed for this input
+
+
+def _error(source: str | Path, e: BaseException) -> AnalysisError:
+    if isinstance(e, EmofuseError):
+        return AnalysisError(str(source), str(e), type(e).__name__)
+    # a library failure on one input must not cost the batch
+    return AnalysisError(str(source), f"{source}: unexpected {type(e).__name__}: {e}", "InternalError")
 
 
 def _checked(head: LinearHead, extractor: str) -> LinearHead:

@@ -30,6 +30,15 @@ class Fused:
 
 
 @dataclass(frozen=True)
+class Transcript:
+    """How a speech segment's text came about (see emofuse.asr_quality)."""
+
+    quality: float | None  # the transcript quality score in [0, 1]; None when no transcript covers the speech
+    reliable: bool  # quality >= the threshold: the text expert read it and fusion used it
+    boundaries: str  # "asr": the segment's span is Whisper's; "vad": voice activity detection's
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float
     end: float
@@ -37,6 +46,7 @@ class Segment:
     language: str | None
     modalities: dict[str, ExpertOutput]  # only the modalities that were present
     fused: Fused | None
+    transcript: Transcript | None = None  # speech segments only (not text, image or face-only segments)
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ class AnalysisResult:
     duration: float
     segments: tuple[Segment, ...]
     notes: tuple[str, ...] = ()  # why a modality is absent, truncation, fallbacks
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage; asr_shared_by: inputs sharing ASR
 
     @property
     def summary(self) -> Mapping[str, Any]:
@@ -133,6 +143,10 @@ def expert_dict(o: ExpertOutput) -> dict[str, Any]:
 def segment_dict(s: Segment) -> dict[str, Any]:
     d: dict[str, Any] = {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text, "language": s.language,
                          "modalities": {m: expert_dict(o) for m, o in s.modalities.items()}}
+    if s.transcript is not None:
+        t = s.transcript
+        d["transcript"] = {"quality": None if t.quality is None else _r(t.quality), "reliable": t.reliable,
+                           "boundaries": t.boundaries}
     if s.fused is not None:
         f = s.fused
         d["fused"] = {"probs": rounded_probs(f.probs), "label": f.label, "confidence": _r(f.confidence),
@@ -141,7 +155,8 @@ def segment_dict(s: Segment) -> dict[str, Any]:
     return d
 
 
-CSV_COLUMNS = (["input", "segment", "start", "end", "language", "text", "modalities", "label", "confidence",
+CSV_COLUMNS = (["input", "segment", "start", "end", "language", "text", "text_quality", "text_reliable", "modalities",
+                "label", "confidence",
                 "valence", "arousal"] + [f"p_{e}" for e in EMOTIONS] + [f"{m}_label" for m in MODALITIES])
 
 
@@ -157,6 +172,9 @@ def csv_rows(r: AnalysisResult | AnalysisError) -> list[dict[str, Any]]:
     for i, s in enumerate(r.segments):
         row: dict[str, Any] = {"input": r.input, "segment": i, "start": round(s.start, 3), "end": round(s.end, 3),
                                "language": s.language or "", "text": s.text, "modalities": "+".join(s.modalities)}
+        if s.transcript is not None:
+            q = s.transcript.quality
+            row |= {"text_quality": "" if q is None else _r(q), "text_reliable": int(s.transcript.reliable)}
         if s.fused is not None:
             row |= {"label": s.fused.label, "confidence": _r(s.fused.confidence), "valence": _r(s.fused.valence),
                     "arousal": _r(s.fused.arousal)} | {f"p_{e}": v for e, v in rounded_probs(s.fused.probs).items()}
