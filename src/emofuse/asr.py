@@ -171,7 +171,7 @@ class Utterance:
 
 
 WINDOW_S = 30.0  # Whisper's window
-INPUT_GAP_S = 0.5  # silence between two inputs packed into one window (1.0 cost 10 % more windows, same words)
+INPUT_GAP_S = 1.0  # silence between inputs packed into one window (0.5: 10 % fewer windows, but RAVDESS WER 0.021 -> 0.042)
 MAX_CHUNK_S = 28.0  # VAD splits longer speech (at its last pause) so that a chunk and its pads fit a window
 MIN_FALLBACK_S = 1.0  # speech that no kept segment covers becomes a VAD utterance from this length on
 MAX_UTTERANCE_S = 10.0  # VAD utterances are cut to at most this; longer unreliable ASR segments are replaced
