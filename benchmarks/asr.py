@@ -74,24 +74,11 @@ def load_sets(data: Path, n: int, seed: int = 0) -> dict[str, list[tuple[str, np
     return sets
 
 
-class _PassThrough:  # scores every transcript 1 when no quality model has been fitted yet
-    threshold = 0.5
-
-    def score(self, feats: dict) -> float:
-        return 1.0
-
-
 def _transcriber(name: str, asr_model: str):
     """``(transcribe_many, model)`` for a variant: the new windows, or faster-whisper's own ``transcribe``."""
     from emofuse.asr import ASROptions, WhisperASR
 
-    try:
-        from emofuse import asr_quality
-
-        quality = asr_quality.shipped()
-    except (OSError, ValueError):
-        quality = _PassThrough()
-    asr = WhisperASR(ASROptions(model=asr_model, **(VARIANTS[name] or {})), quality=quality)
+    asr = WhisperASR(ASROptions(model=asr_model, **(VARIANTS[name] or {})))
     if VARIANTS[name] is not None:
         return asr.transcribe_many, asr
 

@@ -165,7 +165,7 @@ def main() -> int:
     ap.add_argument("--alone-share", type=float, default=0.25, help="share of clips also transcribed alone")
     ap.add_argument("--cer-limit", type=float, default=0.3)
     ap.add_argument("--threshold", type=float, default=0.5)
-    ap.add_argument("--C", type=float, default=0.1, help="inverse regularisation (0.1 won over 1 and 10 held out)")
+    ap.add_argument("--C", type=float, default=0.1, help="inverse regularisation (0.1: best held-out AUC and ECE of 0.1, 1, 10)")
     ap.add_argument("--rows", type=Path, help="cache the segment rows here (JSON lines) and reuse them")
     ap.add_argument("--write", action="store_true", help="write src/emofuse/weights/asr-quality.json")
     a = ap.parse_args()

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -113,15 +112,6 @@ def run(mode: str, target: Path, asr_model: str) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _write_wav(path: Path, audio: np.ndarray, sr: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sr)
-        f.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 def target_of(scene: str, data: Path, tmp: Path) -> Path:
     import speech_sets
 
@@ -130,7 +120,7 @@ def target_of(scene: str, data: Path, tmp: Path) -> Path:
             subprocess.run([sys.executable, str(ROOT / "scripts" / "make_media.py"), "bench"], check=True)
         return CLIP
     if scene == "hard":
-        return _write_wav(tmp / "hard_60s.wav", speech_sets.hard_clip(data))
+        return speech_sets.write_wav(tmp / "hard_60s.wav", speech_sets.hard_clip(data))
     folder = tmp / "short_clips"
     for i, p in enumerate(speech_sets.short_folder(data, tmp / "turkish")):
         dst = folder / f"{i:03d}_{p.name}"

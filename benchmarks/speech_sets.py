@@ -62,12 +62,22 @@ def hard_clip(data: Path, seed: int = 0) -> np.ndarray:
     return (hard / max(1.0, float(np.abs(hard).max()))).astype(np.float32)
 
 
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    """16-bit mono PCM WAV at 16 kHz."""
+    import wave
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(SR)
+        f.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
 def short_folder(data: Path, out: Path, n: int = 100, seed: int = 0) -> list[Path]:
     """``n`` short clips (2-3 s), alternating: nEMO sentences of 2-3 s (their own files) and Turkish clips
     written into ``out`` (a temporary folder: TurEV-DB words last about a second, so each clip is two or three
     words of one speaker and emotion, 0.3 s apart)."""
-    import wave
-
     import av
 
     from emofuse.media import load_audio
@@ -105,10 +115,5 @@ def short_folder(data: Path, out: Path, n: int = 100, seed: int = 0) -> list[Pat
         if not 2.0 * SR <= len(a) <= 3.0 * SR:
             continue
         path = out / f"tr_{len(tr):03d}_{'+'.join(turev_word(w) for w in pick[: (len(clip)) // 2])}.wav"
-        with wave.open(str(path), "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(SR)
-            f.writeframes((np.clip(a, -1, 1) * 32767).astype("<i2").tobytes())
-        tr.append(path)
+        tr.append(write_wav(path, a))
     return [x for pair in zip(pl, tr) for x in pair] + pl[len(tr):] + tr[len(pl):]

@@ -276,8 +276,7 @@ class WhisperASR:
         return get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=self.options.min_silence_ms,
                                                        max_speech_duration_s=MAX_CHUNK_S))
 
-    def _decode_options(self, speech_seconds: float, tokenizer: Any, words: bool = False,
-                        tokens_per_second: float | None = None) -> Any:
+    def _decode_options(self, speech_seconds: float, tokenizer: Any, tokens_per_second: float | None = None) -> Any:
         """faster-whisper's TranscriptionOptions for one window, with the budget of ASROptions."""
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
@@ -296,7 +295,7 @@ class WhisperASR:
             condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=list(o.temperatures),
             initial_prompt=None, prefix=None, suppress_blank=True, suppress_tokens=suppress,
             without_timestamps=False,
-            max_initial_timestamp=1.0, word_timestamps=words, prepend_punctuations="\"'“¿([{-",
+            max_initial_timestamp=1.0, word_timestamps=True, prepend_punctuations="\"'“¿([{-",
             append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=cap,
             clip_timestamps=[0.0], hallucination_silence_threshold=None, hotwords=None)
 
@@ -311,7 +310,11 @@ class WhisperASR:
         that one encoder pass serves language detection, decoding and the voice embeddings. Speech without
         a reliable transcript becomes VAD utterances, so voice (and face) still get per-utterance answers."""
         chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a))] for a in audios]
-        windows = plan_windows(chunks, int(WINDOW_S * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
+
+        def plan(cs: Sequence[Sequence[tuple[int, int]]]) -> list[list[_Part]]:  # 2 x 160: the mel frames' hop
+            return plan_windows(cs, int(WINDOW_S * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
+
+        windows = plan(chunks)
         out: list[list[Utterance]] = [[] for _ in audios]
         shaky: set[int] = set()  # inputs whose last window came out unreliable
         for k, parts in enumerate(windows):
@@ -330,9 +333,7 @@ class WhisperASR:
         shared = {p.input for parts in windows if len({q.input for q in parts}) > 1 for p in parts}
         retry = [i for i in sorted(shared) if not any(u.source == "asr" for u in out[i])]
         if retry:
-            again = plan_windows([chunks[i] if i in retry else [] for i in range(len(audios))],
-                                 int(WINDOW_S * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
-            for parts in again:
+            for parts in plan([chunks[i] if i in retry else [] for i in range(len(audios))]):
                 for i, utts in self._window(audios, parts).items():
                     if any(u.source == "asr" for u in utts):
                         out[i] = utts
@@ -366,7 +367,7 @@ class WhisperASR:
         speech_s = sum(p.end - p.start for p in parts) / SAMPLE_RATE
         # word timestamps (one alignment pass, ~5 % of a window): where several inputs share the window a segment
         # is split at their boundaries, and each segment's word probabilities are its own confidence
-        opts = self._decode_options(speech_s, tokenizer, words=True, tokens_per_second=tokens_per_second)
+        opts = self._decode_options(speech_s, tokenizer, tokens_per_second=tokens_per_second)
         # Temperature fallback samples; a fixed seed per window makes transcripts reproducible run to run.
         ctranslate2.set_random_seed(0)
         segments = []
