@@ -44,13 +44,13 @@ def _inputs(target: str) -> list[str]:
     return sorted(str(x) for x in p.iterdir()) if p.is_dir() else [target]
 
 
-def worker_full(target: str, asr_model: str) -> dict[str, object]:
+def worker_full(target: str, asr_model: str, streams: int, beside_faces: int) -> dict[str, object]:
     t0 = time.perf_counter()
     import emofuse
     from emofuse.pipeline import Analyzer, AnalyzerOptions
 
     t_import = time.perf_counter() - t0
-    a = Analyzer(AnalyzerOptions(asr_model=asr_model))
+    a = Analyzer(AnalyzerOptions(asr_model=asr_model, asr_streams=streams, asr_streams_beside_faces=beside_faces))
     cold = time.perf_counter() - t0
     files = _inputs(target)
     t = time.perf_counter()
@@ -74,19 +74,19 @@ def _audio(files: list[str]) -> list[np.ndarray]:
     return [decode_audio(probe(f))[0] for f in files]
 
 
-def worker_asr(target: str, asr_model: str) -> dict[str, object]:
+def worker_asr(target: str, asr_model: str, streams: int, beside_faces: int) -> dict[str, object]:
     """emofuse's ASR alone (the windows of analyze / analyze_many)."""
     from emofuse.asr import ASROptions, WhisperASR
 
     audios = _audio(_inputs(target))
-    asr = WhisperASR(ASROptions(model=asr_model))
+    asr = WhisperASR(ASROptions(model=asr_model, streams=streams))
     t = time.perf_counter()
     utts = asr.transcribe_many(audios)
     return {"wall": time.perf_counter() - t, "segments": sum(len(u) for u in utts),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def worker_before(target: str, asr_model: str) -> dict[str, object]:
+def worker_before(target: str, asr_model: str, streams: int, beside_faces: int) -> dict[str, object]:
     """faster-whisper's transcribe, one file at a time, as emofuse called it before the decoding budget."""
     from faster_whisper import WhisperModel
 
@@ -106,9 +106,12 @@ def worker_before(target: str, asr_model: str) -> dict[str, object]:
 WORKERS = {"full": worker_full, "asr": worker_asr, "before": worker_before}
 
 
+STREAMS: list[str] = []  # --streams / --streams-beside-faces, passed on to the workers
+
+
 def run(mode: str, target: Path, asr_model: str) -> dict[str, object]:
     out = subprocess.run([sys.executable, __file__, "--worker", mode, "--target", str(target), "--asr-model",
-                          asr_model], check=True, capture_output=True, text=True)
+                          asr_model, *STREAMS], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -178,12 +181,17 @@ def main() -> int:
     ap.add_argument("--asr-model", default="whisper-base")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-before", action="store_true", help="skip the faster-whisper reference (slow on hard speech)")
+    ap.add_argument("--streams", type=int, default=2, help="ASR windows decoded at once (AnalyzerOptions.asr_streams)")
+    ap.add_argument("--streams-beside-faces", type=int, default=1,
+                    help="... while a video's faces are analysed (AnalyzerOptions.asr_streams_beside_faces)")
     ap.add_argument("--worker", choices=sorted(WORKERS))
     ap.add_argument("--target", type=Path, default=CLIP, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](str(args.target), args.asr_model)))
+        print(json.dumps(WORKERS[args.worker](str(args.target), args.asr_model, args.streams,
+                                              args.streams_beside_faces)))
         return 0
+    STREAMS[:] = ["--streams", str(args.streams), "--streams-beside-faces", str(args.streams_beside_faces)]
     scenes = args.scenes.split(",")
     if bad := [s for s in scenes if s not in SCENES]:
         ap.error(f"unknown scenes {bad}; choose from {', '.join(SCENES)}")

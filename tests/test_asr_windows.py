@@ -63,7 +63,7 @@ def test_the_shipped_quality_model_trusts_clean_text_and_not_a_loop() -> None:
 def test_budget_options_are_checked() -> None:
     for bad in ({"temperatures": ()}, {"temperatures": (0.0, 3.0)}, {"best_of": 0}, {"tokens_per_second": 0},
                 {"min_quality": 1.5}, {"min_quality": True}, {"no_repeat_ngram_size": -1},
-                {"shaky_tokens_per_second": -1.0}):
+                {"shaky_tokens_per_second": -1.0}, {"streams": 0}):
         with pytest.raises(InputError):
             ASROptions(**bad)  # type: ignore[arg-type]
 
@@ -209,3 +209,15 @@ def test_speech_it_cannot_read_gets_a_smaller_budget_and_clean_speech_keeps_its_
         assert utts and all(u.embedding is not None for u in utts)  # voice still gets every stretch
     finally:
         del base._decode_options
+
+
+@pytest.mark.slow
+def test_windows_decoded_in_parallel_give_what_one_stream_gives(base: WhisperASR, media: Path) -> None:
+    audio, _ = decode_audio(probe(media / "two_cities.wav"))
+    audios = [audio, audio[::-1].copy(), audio[: 3 * SR]]  # clean, unreadable (shaky caps), short: 4 windows
+    assert base.options.streams == 2
+    one = WhisperASR(ASROptions(model="whisper-base", streams=1))
+    for a, b in zip(base.transcribe_many(audios), one.transcribe_many(audios)):
+        assert [(u.start, u.end, u.text, u.reliable, u.source) for u in a] == \
+               [(u.start, u.end, u.text, u.reliable, u.source) for u in b]
+        assert all(np.allclose(u.embedding, v.embedding, atol=1e-4) for u, v in zip(a, b))

@@ -10,9 +10,12 @@ and speech without a usable transcript still becomes utterances (``source="vad"`
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -74,13 +77,16 @@ def model_dir(name_or_path: str) -> Path:
     return resolve(name_or_path) if name_or_path in COMPONENTS else Path(name_or_path).expanduser()
 
 
-def load_whisper(name_or_path: str = "whisper-base", threads: int | None = None) -> "WhisperModel":
-    """Load a Whisper model for CPU int8 inference (never contacts a hub: always a local directory)."""
+def load_whisper(name_or_path: str = "whisper-base", threads: int | None = None, streams: int = 1) -> "WhisperModel":
+    """Load a Whisper model for CPU int8 inference (never contacts a hub: always a local directory).
+    ``streams``: model replicas, so that as many windows can be encoded and decoded at once (each with
+    ``threads`` intra-op threads)."""
     threads = threads or min(2, os.cpu_count() or 1)
-    cls = _capturing_class()  # a WhisperModel that also keeps its last encoder output
+    cls = _capturing_class()  # a WhisperModel that encodes a window once
     path = model_dir(name_or_path)
     try:
-        model: WhisperModel = cls(str(path), device="cpu", compute_type="int8", cpu_threads=threads)
+        model: WhisperModel = cls(str(path), device="cpu", compute_type="int8", cpu_threads=threads,
+                                  num_workers=streams)
     except (RuntimeError, ValueError, OSError) as e:  # an unreadable or foreign CTranslate2 model
         raise MissingComponentError(f"ASR model {path} cannot be loaded ({str(e).splitlines()[0][:200]}); use one of "
                                     f"{', '.join(ASR_MODELS)} or a CTranslate2 Whisper directory") from None
@@ -110,6 +116,10 @@ class ASROptions:
     vad: bool = True  # Silero VAD (shipped with faster-whisper) drops silence before decoding
     min_silence_ms: int = 500  # VAD: a pause at least this long splits speech chunks
     threads: int = 2  # CTranslate2 intra-op threads
+    # windows decoded at once (one CTranslate2 replica each, ~70 MB for whisper-base). Greedy decoding keeps two
+    # cores only half busy, so on 2 cores 2 streams x 2 threads decoded 6 windows of short clips 15 % faster
+    # than one stream, and a lone window as fast (benchmarks/asr_streams.py)
+    streams: int = 2
     zh_simplified: bool = True  # write Mandarin in simplified characters (OpenCC t2s)
     # -- the decoding budget (benchmarks/asr.py measures the choices). A window whose decode fails the checks
     # below is retried at the next temperature with best_of samples; faster-whisper's default ladder (0.0 .. 1.0
@@ -130,7 +140,7 @@ class ASROptions:
     min_quality: float | None = None  # transcripts scoring below are unreliable; None = the quality model's threshold
 
     def __post_init__(self) -> None:
-        for name in ("beam_size", "threads", "min_silence_ms", "best_of", "no_repeat_ngram_size"):
+        for name in ("beam_size", "threads", "streams", "min_silence_ms", "best_of", "no_repeat_ngram_size"):
             v = getattr(self, name)
             low = 0 if name in ("min_silence_ms", "no_repeat_ngram_size") else 1
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -236,7 +246,16 @@ def _capturing_class() -> type:
             # generate_segments; when a window's last segment ends before the window does, faster-whisper
             # would encode the remainder again (a second encoder pass, then another decode). Here the
             # remainder is left to the VAD utterances instead, which bounds a window's cost.
-            single_pass = False
+            # per thread: windows are decoded on several threads at once (ASROptions.streams)
+            _local = threading.local()
+
+            @property
+            def single_pass(self) -> bool:
+                return bool(getattr(self._local, "on", False))
+
+            @single_pass.setter
+            def single_pass(self, on: bool) -> None:
+                self._local.on = on
 
             def encode(self, features: np.ndarray) -> Any:
                 if self.single_pass:
@@ -257,7 +276,7 @@ class WhisperASR:
 
         self.options = options
         self.quality = quality or asr_quality.shipped()
-        self.model = load_whisper(options.model, options.threads)
+        self.model = load_whisper(options.model, options.threads, options.streams)
         self.multilingual: bool = bool(self.model.model.is_multilingual)
         if options.vad:  # load Silero VAD now (faster-whisper loads it on first use), with the other models
             self.speech_chunks(np.zeros(SAMPLE_RATE, dtype=np.float32))
@@ -303,12 +322,14 @@ class WhisperASR:
         """Utterances of ``audio`` (empty when VAD finds no speech)."""
         return self.transcribe_many([audio], on_progress)[0]
 
-    def transcribe_many(self, audios: Sequence[np.ndarray],
-                        on_progress: Callable[[float], None] | None = None) -> list[list[Utterance]]:
+    def transcribe_many(self, audios: Sequence[np.ndarray], on_progress: Callable[[float], None] | None = None,
+                        streams: int | None = None) -> list[list[Utterance]]:
         """Utterances of each input. The inputs' speech (VAD chunks) is packed into shared 30 s windows, so
         that a short input costs its length rather than a whole window; each window is encoded once, and
         that one encoder pass serves language detection, decoding and the voice embeddings. Speech without
-        a reliable transcript becomes VAD utterances, so voice (and face) still get per-utterance answers."""
+        a reliable transcript becomes VAD utterances, so voice (and face) still get per-utterance answers.
+        ``streams``: windows decoded at once in this call (at most ``options.streams``; default all of them)."""
+        streams = min(streams or self.options.streams, self.options.streams)
         chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a))] for a in audios]
 
         def plan(cs: Sequence[Sequence[tuple[int, int]]]) -> list[list[_Part]]:  # 2 x 160: the mel frames' hop
@@ -317,10 +338,12 @@ class WhisperASR:
         windows = plan(chunks)
         out: list[list[Utterance]] = [[] for _ in audios]
         shaky: set[int] = set()  # inputs whose last window came out unreliable
-        for k, parts in enumerate(windows):
-            mine = {p.input for p in parts}
-            tps = self.options.shaky_tokens_per_second if mine <= shaky else None
-            for i, utts in self._window(audios, parts, tps).items():
+
+        def budget(parts: list[_Part]) -> float | None:
+            return self.options.shaky_tokens_per_second if {p.input for p in parts} <= shaky else None
+
+        for k, result in enumerate(self._decode_all(audios, windows, budget, streams)):
+            for i, utts in result.items():
                 out[i].extend(utts)
                 if any(u.reliable for u in utts):
                     shaky.discard(i)
@@ -333,11 +356,31 @@ class WhisperASR:
         shared = {p.input for parts in windows if len({q.input for q in parts}) > 1 for p in parts}
         retry = [i for i in sorted(shared) if not any(u.source == "asr" for u in out[i])]
         if retry:
-            for parts in plan([chunks[i] if i in retry else [] for i in range(len(audios))]):
-                for i, utts in self._window(audios, parts).items():
+            again = plan([chunks[i] if i in retry else [] for i in range(len(audios))])
+            for result in self._decode_all(audios, again, lambda parts: None, streams):
+                for i, utts in result.items():
                     if any(u.source == "asr" for u in utts):
                         out[i] = utts
         return [sorted(u, key=lambda x: x.start) for u in out]
+
+    def _decode_all(self, audios: Sequence[np.ndarray], windows: list[list[_Part]],
+                    budget: Callable[[list[_Part]], float | None], streams: int) -> Iterator[dict[int, list[Utterance]]]:
+        """Each window's utterances per input, in window order, decoding up to ``streams`` windows at once.
+        ``budget(parts)`` gives a window's token cap when it is submitted; window k is submitted once the
+        caller has consumed window k - streams, so the caps (and transcripts) do not depend on timing."""
+        n = streams
+        if n == 1 or len(windows) == 1:
+            for parts in windows:
+                yield self._window(audios, parts, budget(parts))
+            return
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofuse-asr") as pool:
+            pending: deque[Future[dict[int, list[Utterance]]]] = deque()
+            for parts in windows:
+                if len(pending) == n:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(self._window, audios, parts, budget(parts)))
+            while pending:
+                yield pending.popleft().result()
 
     def _window(self, audios: Sequence[np.ndarray], parts: list[_Part],
                 tokens_per_second: float | None = None) -> dict[int, list[Utterance]]:

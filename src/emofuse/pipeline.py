@@ -40,6 +40,9 @@ class AnalyzerOptions:
     max_image_pixels: int = 64_000_000  # refuse larger still images before decoding them
     face_window: float = 4.0  # segment length for face-only timelines (video without speech)
     threads: int = 2  # CPU threads for ASR
+    asr_streams: int = 2  # Whisper windows decoded at once (see ASROptions.streams)
+    # ... while a video's faces are analysed beside ASR: the face thread fills what one stream leaves idle
+    asr_streams_beside_faces: int = 1
     # fusion: a rule of segment_fusion.RULES ("confidence"), or a network of emofuse.networks.NETWORKS given
     # with its trained checkpoint; None = "confidence", or the network the checkpoint holds
     fusion: str | None = None
@@ -60,7 +63,7 @@ class AnalyzerOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise InputError(f"{name} must be a positive number, not {v!r}")
-        for name in ("beam_size", "threads", "max_image_pixels"):
+        for name in ("beam_size", "threads", "asr_streams", "asr_streams_beside_faces", "max_image_pixels"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be an integer >= 1, not {v!r}")
@@ -146,6 +149,7 @@ class Analyzer:
 
             self._asr = WhisperASR(ASROptions(model=self.options.asr_model, language=self.options.language,
                                               beam_size=self.options.beam_size, threads=self.options.threads,
+                                              streams=max(self.options.asr_streams, self.options.asr_streams_beside_faces),
                                               min_quality=self.options.min_text_quality))
             if "voice" in self.options.modalities:
                 self._voice_head = self._find_voice_head()
@@ -384,7 +388,11 @@ class Analyzer:
         if not todo:
             return
         t = time.perf_counter()
-        utts = self._load_asr().transcribe_many([w.audio for w in todo], on_progress)  # type: ignore[misc]
+        # a face job running beside ASR fills the cores one decode stream leaves idle; two streams would only
+        # take them from it (benchmarks/pipeline.py --streams-beside-faces measures both)
+        faces = any(w.face is not None and not w.face.done() for w in group)
+        streams = self.options.asr_streams_beside_faces if faces else None
+        utts = self._load_asr().transcribe_many([w.audio for w in todo], on_progress, streams)  # type: ignore[misc]
         spent = time.perf_counter() - t
         total = sum(len(w.audio) for w in todo) or 1  # type: ignore[arg-type]
         for w, u in zip(todo, utts):
