@@ -11,7 +11,7 @@ import pytest
 
 from emofuse import taxonomy
 from emofuse.corpora import CORPORA, Item, Manifest, emobox_folds, prepare
-from emofuse.corpora import emobank, fer2013, goemotions, meld, mosi_sims, ravdess, savee
+from emofuse.corpora import emobank, fer2013, goemotions, meld, mosi_sims, nemo, ravdess, savee, turevdb
 from emofuse.errors import InputError
 
 CANON = set(taxonomy.EMOTIONS) | {None}
@@ -113,6 +113,14 @@ def test_label_map_covers_the_corpus_labels(mod, originals):
     assert set(mod.LABEL_MAP.values()) == set(taxonomy.EMOTIONS)
 
 
+def test_nemo_and_turevdb_label_maps():
+    # nEMO: six emotions, no disgust; TurEV-DB: four folders, Calm -> neutral as RAVDESS calm
+    assert set(nemo.LABEL_MAP) == {"anger", "fear", "happiness", "neutral", "sadness", "surprised"}
+    assert set(nemo.LABEL_MAP.values()) == set(taxonomy.EMOTIONS) - {"disgusted"}
+    assert turevdb.LABEL_MAP == {"Angry": "angry", "Calm": "neutral", "Happy": "happy", "Sad": "sad"}
+    assert turevdb.LABEL_MAP["Calm"] == ravdess.LABEL_MAP["calm"]
+
+
 def test_label_maps_agree_with_taxonomy():
     assert ravdess.LABEL_MAP["calm"] == "neutral"  # the calm -> neutral rule
     assert set(ravdess.CODES) == set(taxonomy.RAVDESS)
@@ -195,6 +203,58 @@ def test_savee_original_nested_layout(tmp_path):
     touch(root / "JK" / "f12.wav")
     m = savee.load(root)
     assert [(it.id, it.speaker, it.label) for it in m] == [("JK_f12", "savee-JK", "fearful"), ("JK_h03", "savee-JK", "happy")]
+
+
+def test_nemo_fixture_with_transcripts(tmp_path):
+    root = tmp_path / "speech" / "nemo"
+    for n in ("EB0_anger_1", "EB0_neutral_2", "WR0_surprised_64", "KS0_fear_3"):
+        touch(root / f"{n}.opus")
+    touch(root / "EB0_disgust_4.opus")  # not a nEMO emotion: reported
+    touch(root / "readme.opus")  # not a clip name: reported
+    touch(root / "LICENSE")  # not audio: ignored
+    (root / "data.tsv").write_text(
+        "file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage\n"
+        "EB0_anger_1.wav\tanger\tLubię czytać przed snem.\tlubię czytać przed snem\t   EB0\tfemale\t27\n"
+        "EB0_neutral_2.wav\tneutral\tTo jest dom.\tto jest dom\tEB0\tfemale\t27\n"
+        "WR0_surprised_64.wav\tanger\tUcho.\tucho\tWR0\tmale\t23\n"  # disagrees with its name: skipped
+        "XX0_anger_9.wav\tanger\tNic.\tnic\tXX0\tmale\t30\n", encoding="utf-8")  # no audio: reported
+    m = prepare("nemo", tmp_path)
+    assert m.ids() == ["EB0_anger_1", "EB0_neutral_2", "KS0_fear_3"]
+    assert m.labels() == ["angry", "neutral", "fearful"] and m.speakers() == ["nemo-EB0", "nemo-KS0"]
+    assert m[0].text == "Lubię czytać przed snem." and m[0].extra == {"gender": "female", "age": 27}
+    assert m[2].text is None  # not in data.tsv: kept without text, counted
+    text = " | ".join(m.warnings)
+    for what in ("EB0_disgust_4", "readme", "KS0_fear_3", "WR0_surprised_64", "XX0_anger_9"):
+        assert what in text, (what, m.warnings)
+    assert len(m.warnings) == 5
+
+
+def test_nemo_and_turevdb_in_another_layout_are_named(tmp_path):
+    touch(tmp_path / "nemo" / "clip1.wav")
+    with pytest.raises(InputError, match="nEMO .*EB0_anger_1"):
+        nemo.load(tmp_path / "nemo")
+    touch(tmp_path / "tur" / "1984_sk_orgu.opus")  # the clips without their emotion folders
+    with pytest.raises(InputError, match="TurEV-DB .*Angry"):
+        turevdb.load(tmp_path / "tur")
+    (tmp_path / "tur2" / "Angry").mkdir(parents=True)
+    with pytest.raises(InputError, match="no audio files"):
+        turevdb.load(tmp_path / "tur2")
+    with pytest.raises(InputError, match="does not exist"):
+        prepare("turevdb", tmp_path / "absent")
+
+
+def test_turevdb_fixture(tmp_path):
+    root = tmp_path / "speech" / "turevdb"
+    for emo, n in (("Angry", "1157_kz_acik"), ("Calm", "1157_kz_acik"), ("Happy", "1984_sk_orgu"), ("Sad", "7895_hl_su")):
+        touch(root / emo / f"{n}.opus")
+    touch(root / "Surprised" / "1157_kz_acik.opus")  # not a TurEV-DB folder: reported
+    touch(root / "Sad" / "notes.txt")  # reported
+    m = prepare("turevdb", tmp_path)
+    assert m.ids() == ["Angry/1157_kz_acik", "Calm/1157_kz_acik", "Happy/1984_sk_orgu", "Sad/7895_hl_su"]
+    assert m.labels() == ["angry", "neutral", "happy", "sad"]
+    assert [it.original_label for it in m] == ["Angry", "Calm", "Happy", "Sad"]
+    assert m.speakers() == ["turevdb-1157", "turevdb-1984", "turevdb-7895"] and m[0].text == "acik"
+    assert len(m.warnings) == 2 and "Surprised" in " ".join(m.warnings) and "notes.txt" in " ".join(m.warnings)
 
 
 # ------------------------------------------------------------------------------------------ FER2013
@@ -437,6 +497,15 @@ def test_data_savee(data_root):
     assert {it.fold for it in m} == {1, 2, 3, 4}
     for k in range(1, 5):
         assert len({it.speaker for it in m.filter(fold=k)}) == 1
+
+
+def test_data_nemo_and_turevdb(data_root):
+    m = prepare("nemo", data_root)
+    assert len(m) == 4481 and len(m.speakers()) == 9 and m.warnings == []
+    assert "disgusted" not in m.label_counts() and all(it.text for it in m)
+    t = prepare("turevdb", data_root)
+    assert len(t) == 1735 and len(t.speakers()) == 6 and t.warnings == [] and len(set(t.ids())) == 1735
+    assert t.label_counts() == {"neutral": 408, "happy": 357, "sad": 483, "angry": 487}
 
 
 def test_data_fer2013(data_root):

@@ -187,7 +187,8 @@ def test_options_are_validated() -> None:
         AnalyzerOptions(modalities=("smell",))
     with pytest.raises(InputError, match="tuple of names"):
         AnalyzerOptions(modalities="face")  # a string would be split into letters
-    for bad in ({"beam_size": 0}, {"threads": 0}, {"fps": 0}, {"max_duration": -1.0}, {"beam_size": 1.5}):
+    for bad in ({"beam_size": 0}, {"threads": 0}, {"fps": 0}, {"max_duration": -1.0}, {"beam_size": 1.5},
+                {"asr_streams": 0}, {"asr_streams_beside_faces": 1.5}):
         with pytest.raises(InputError):
             AnalyzerOptions(**bad)
 

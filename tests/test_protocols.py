@@ -107,10 +107,24 @@ def test_kfold_groupkfold_without_folds():
     assert all(len(spk_of(items, s.test)) == 2 for s in splits)
 
 
+def test_kfold_keeps_published_folds_and_cuts_other_corpora_by_speaker():
+    fold_of = {"s1": 1, "s2": 1, "s3": 2, "s4": 2, "s5": 3, "s6": 3}
+    given = [dataclasses.replace(it, fold=fold_of[it.speaker]) for it in synth(corpora=("ca",))]
+    other = synth(corpora=("cb",))
+    splits = make_splits("kfold", given + other, k=2)
+    assert [s.name for s in splits] == ["fold1", "fold2", "fold3"]
+    corpus = {item_key(it): it.corpus for it in given + other}
+    for s, f in zip(splits, (1, 2, 3)):
+        assert {k for k in s.test if corpus[k] == "ca"} == {item_key(it) for it in given if it.fold == f}
+        assert len(spk_of(other, [k for k in s.test if corpus[k] == "cb"])) == (3 if f < 3 else 0)
+    tested = [k for s in splits for k in s.test if corpus[k] == "cb"]
+    assert sorted(tested) == sorted(item_key(it) for it in other)  # every cb item tested once
+
+
 def test_kfold_rejects_mixed_folds_and_missing_speakers():
     items = synth(corpora=("ca",))
     mixed = [dataclasses.replace(it, fold=1) if it.speaker == "s1" else it for it in items]
-    with pytest.raises(ValueError, match="some items have a fold"):
+    with pytest.raises(ValueError, match="some items of ca have a fold"):
         make_splits("kfold", mixed)
     anon = [dataclasses.replace(it, speaker=None) for it in items]
     with pytest.raises(ValueError, match="needs a speaker"):
@@ -151,6 +165,16 @@ def test_loco_leaves_each_corpus_out_once():
         assert c not in {corpus[k] for k in s.train + s.val}
         # val is drawn from every training corpus
         assert {corpus[k] for k in s.val} == {"ca", "cb", "cc"} - {c}
+
+
+def test_loco_scores_a_corpus_on_its_own_classes():
+    four = ("neutral", "happy", "sad", "angry")
+    items = synth(corpora=("ca",)) + [it for it in synth(corpora=("cb",)) if it.label in four]
+    a, b = make_splits("loco", items)
+    assert a.test_labels == EMOTIONS and b.test_labels == four
+    assert all(s.test_labels == () for s in make_splits("loco", items, test_classes="all"))
+    with pytest.raises(InputError, match="test_classes"):
+        make_splits("loco", items, test_classes="some")
 
 
 def test_loco_drops_unlabelled_and_needs_two_corpora():

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from emofuse import extractors as ex_mod
-from emofuse.checkpoints import load_head
+from emofuse.checkpoints import FeatureSpec, load_head
+from emofuse.experts import LinearHead
 from emofuse.cli import app
 from emofuse.corpora import CORPORA
 from emofuse.corpora.manifest import Corpus, Item, Manifest
@@ -147,6 +148,15 @@ def test_end_to_end_kfold(synth, tmp_path):
     assert head.labels == LABELS and head.feature.source == "fake-text" and head.feature.identity
     assert head.meta["training"]["C"] == r["final"]["C"] and "UA" in head.meta["metrics"]["kfold"]["summary"]
     assert "evaluated" not in r["final"] and "saved_head" not in head.meta["metrics"]["kfold"]  # it saw every item
+    # calibration: a temperature per split (ECE on its test part before/after) and one for the saved head, which
+    # divides the logits of the same fit: the same labels, other confidences
+    assert all(f["calibration"]["temperature"] > 0 for f in res["folds"]) and "Calibration of the saved head" in report
+    T = r["final"]["calibration"]["temperature"]
+    raw = run_mod.run(replace(cfg, model=replace(cfg.model, calibrate=False), out=str(tmp_path / "raw")),
+                      progress=False, save=tmp_path / "raw.safetensors")
+    assert "calibration" not in raw["final"] and "calibration" not in raw["folds"][0]
+    plain = load_head(tmp_path / "raw.safetensors")
+    np.testing.assert_allclose(head.W * T, plain.W, rtol=1e-4, atol=1e-6)
     # second run reads the cache only
     r2 = run_mod.run(cfg, progress=False)
     assert r2["data"]["extract"]["computed"] == 0 and r2["chosen_C"] == r["chosen_C"]
@@ -337,6 +347,14 @@ def test_views_weights_inner_folds_and_per_corpus_selection(synth, monkeypatch, 
     assert "synthb" in (Path(cfg.out) / "report.md").read_text()
 
 
+def test_a_held_out_corpus_is_answered_among_its_own_classes():
+    head = LinearHead(np.zeros(2, np.float32), np.ones(2, np.float32), np.eye(2, 3, dtype=np.float32) * [[1, 0, 0], [0, 3, 0]],
+                      np.array([0, 0, 1], np.float32), ("happy", "sad", "angry"), FeatureSpec("x", 2), {})
+    X = np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 0.0]], np.float32)
+    assert run_mod._predict(head, X) == ["sad", "happy", "angry"]
+    assert run_mod._predict(head, X, ("happy", "angry")) == ["angry", "happy", "angry"]
+
+
 def test_regression_targets_are_fitted_selected_and_reported(synth, monkeypatch, tmp_path):
     """[regression]: ridge valence/arousal on a corpus with train / val splits, alpha chosen on a part
     carved from train; the head predicts valence that correlates with the truth on val."""
@@ -403,6 +421,7 @@ def test_config_dataclasses_validate_themselves():
                       (lambda: ModelConfig(class_weight=("balanced", "auto")), "model.class_weight"),
                       (lambda: ModelConfig(select="accuracy"), "model.select"),
                       (lambda: ModelConfig(select_folds=1), "model.select_folds"),
+                      (lambda: ModelConfig(calibrate="yes"), "model.calibrate"),  # type: ignore[arg-type]
                       (lambda: DataConfig(("ravdess",), "r", "x", labels="mine"), "data.labels"),
                       (lambda: DataConfig(("ravdess",), "r", None), "either extractor"),
                       (lambda: DataConfig((), "r", "x"), "data.corpora"),

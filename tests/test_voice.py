@@ -158,7 +158,9 @@ def test_shipped_voice_heads_load_and_describe_themselves(asr, d):
     assert m["kfold"]["evaluated_on"] == "test" and m["kfold"]["splits"] == 6
     assert "non-commercial" in head.meta["licence"]
     t = head.meta["training"]
-    assert t["n_items"] == 1920 and t["n_rows"] == 3840 and t["train_views"] == [f"voice-{asr}-clip"]
+    n = {"whisper-base": 1440 + 480 + 4481, "whisper-tiny.en": 1440 + 480}[asr]  # base also heard nEMO
+    assert t["n_items"] == n and t["n_rows"] == 2 * n and t["train_views"] == [f"voice-{asr}-clip"]
+    assert 0.5 < t["calibration"]["temperature"] < 2 and t["calibration"]["ece_select_after"] <= 0.05
     assert t["config"]["data"]["extractor"] == f"voice-{asr}" and head.R is None
     p = head.predict_proba(np.zeros((2, 2 * d), np.float32))
     assert p.shape == (2, 7) and np.allclose(p.sum(1), 1)

@@ -10,7 +10,8 @@ Loaders only list and parse files; they never decode media. A root that is missi
 another layout raises :class:`emofuse.errors.InputError` naming the root and the expected layout;
 entries that cannot be parsed are skipped and counted in ``Manifest.warnings``.
 
-Corpora (``CORPORA`` lists the registered names): speech RAVDESS, SAVEE, EmoDB, CREMA-D, TESS, IEMOCAP
+Corpora (``CORPORA`` lists the registered names): speech RAVDESS, SAVEE, nEMO (Polish), TurEV-DB
+(Turkish), EmoDB, CREMA-D, TESS, IEMOCAP
 (4- and 6-class); faces FER2013, CK+, AffectNet-style folders; video AFEW; text MELD, GoEmotions,
 EmoBank, ISEAR; sentiment CMU-MOSI, CH-SIMS, CMU-MOSEI / CH-SIMS v2 (label.csv), MMSA feature pickles
 (only with an explicit ``trust_pickle=True``: pickles execute code); RAVDESS audio-visual features (npz). Each module's docstring states the corpus facts, licence and label rule, and its
@@ -24,11 +25,11 @@ from pathlib import Path
 from ..errors import InputError
 from ..registry import Registry
 from . import (affectnet, afew, ckplus, crema_d, emobank, emodb, fer2013, goemotions, iemocap, isear, meld, mmsa,
-               mosei, mosi_sims, ravdess, ravdess_av, savee, tess)
+               mosei, mosi_sims, nemo, ravdess, ravdess_av, savee, tess, turevdb)
 from .emobox import emobox_folds
 from .manifest import SPLITS, Corpus, Item, Manifest, item_key, speaker_key
 
-MODULES = (ravdess, savee, emodb, crema_d, tess, iemocap, fer2013, ckplus, affectnet, afew, meld, goemotions, emobank,
+MODULES = (ravdess, savee, nemo, turevdb, emodb, crema_d, tess, iemocap, fer2013, ckplus, affectnet, afew, meld, goemotions, emobank,
            isear, mosi_sims, mosei, mmsa, ravdess_av)  # add a corpus module here
 CORPORA: Registry[Corpus] = Registry("corpus", {c.name: c for mod in MODULES for c in mod.CORPORA})
 # Feature sources that are columns of a corpus file rather than extractor outputs: name -> description.

@@ -30,6 +30,7 @@ writes its ``config.toml``).
     # corpus_weight = {meld = [1.0, 2.0]}    # sample weight per corpus, a grid to choose on validation
     # select = "UA"                # or {meld = "weighted_f1", goemotions = "macro_f1"}: mean over corpora
     # select_folds = 5             # choose on k speaker-disjoint folds of each split's training part
+    # calibrate = true             # temperature scaling fitted on the selection rows (ECE in the report)
 
     # [regression]                 # optional (linear): valence / arousal ridge regressors of the head
     # alpha_grid = [100.0, 1000.0]
@@ -115,6 +116,7 @@ class ModelConfig:
     corpus_weight: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (corpus, grid of sample weights)
     select: str | tuple[tuple[str, str], ...] = "UA"  # a metric, or (corpus, metric) pairs (mean over them)
     select_folds: int = 0  # 0: the split's validation part; k: k speaker-disjoint folds of its training part
+    calibrate: bool = True  # temperature scaling fitted on the selection rows (the saved head's confidence)
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -136,6 +138,8 @@ class ModelConfig:
                                  f"not {metric!r}")
         if self.select_folds < 0 or self.select_folds == 1:
             raise InputError("model.select_folds: must be 0 (the validation part) or at least 2")
+        if not isinstance(self.calibrate, bool):
+            raise InputError(f"model.calibrate: must be true or false, not {self.calibrate!r}")
 
     @property
     def class_weights(self) -> tuple[str | None, ...]:
@@ -315,7 +319,7 @@ def _protocol(c: _Checker, pd: Any, key: str) -> ProtocolConfig:
 
 def _model(c: _Checker, md: Any, corpora: tuple[str, ...]) -> ModelConfig:
     md = c.table(md, "model")
-    c.keys(md, "model.", ("kind", "C_grid", "class_weight", "corpus_weight", "select", "select_folds"), ())
+    c.keys(md, "model.", ("kind", "C_grid", "class_weight", "corpus_weight", "select", "select_folds", "calibrate"), ())
     kind = c.string(md.get("kind", "linear"), "model.kind")
     grid = c.positive_list(md.get("C_grid", list(ModelConfig.C_grid)), "model.C_grid")
     cws = md.get("class_weight", "balanced")
@@ -343,7 +347,7 @@ def _model(c: _Checker, md: Any, corpora: tuple[str, ...]) -> ModelConfig:
     else:
         select = c.string(sel, "model.select")
     folds = c.integer(md.get("select_folds", 0), "model.select_folds")
-    return c.build(ModelConfig, kind, grid, cw, tuple(weights), select, folds)
+    return c.build(ModelConfig, kind, grid, cw, tuple(weights), select, folds, md.get("calibrate", True))
 
 
 def _regression(c: _Checker, rd: Any) -> RegressionConfig:
@@ -483,6 +487,7 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
             model["corpus_weight"] = {k: list(v) for k, v in m.corpus_weight}
         model["select"] = m.select if isinstance(m.select, str) else dict(m.select)
         model["select_folds"] = m.select_folds
+        model["calibrate"] = m.calibrate
         out["model"] = model
     if cfg.regression is not None:
         rc = cfg.regression

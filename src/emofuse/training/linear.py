@@ -70,6 +70,32 @@ def fit_head(X: np.ndarray, y: Sequence[str], labels: Sequence[str], C: float, f
     return to_head(clf, mean, scale, labels, feature, dict(meta or {}))
 
 
+def fit_temperature(log_probs: np.ndarray, y: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 that minimises the negative log-likelihood of the
+    class indices ``y`` under softmax(log_probs / T). ``log_probs``: a head's log-probabilities (or
+    logits) of held-out rows. One parameter, so it changes confidence, never the predicted class."""
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(log_probs, dtype=np.float64)
+    y = np.asarray(y)
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(axis=1, keepdims=True)
+        return float(-(s[np.arange(len(y)), y] - np.log(np.exp(s).sum(axis=1))).mean())
+
+    r = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(r.x))
+
+
+def calibrated(head: LinearHead, temperature: float) -> LinearHead:
+    """``head`` with its logits divided by ``temperature`` (the same classes, calibrated confidence)."""
+    import dataclasses
+
+    return dataclasses.replace(head, W=(head.W / temperature).astype(np.float32),
+                               b=(head.b / temperature).astype(np.float32))
+
+
 def fit_ridge(Z: np.ndarray, t: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
     """Ridge regression of ``t`` on standardised features ``Z``: (weights [d], intercept)."""
     from sklearn.linear_model import Ridge

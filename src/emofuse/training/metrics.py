@@ -22,6 +22,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_s
 
 __all__ = [
     "classification_metrics",
+    "expected_calibration_error",
     "regression_metrics",
     "mean_std",
     "format_mean_std",
@@ -41,6 +42,17 @@ SIMS_EDGES_5: tuple[float, ...] = (-0.7, -0.1, 0.1, 0.7)
 
 
 # --------------------------------------------------------------------------- classification
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): the gap between confidence and accuracy, over ``bins`` equal-width confidence
+    bins weighted by their share of rows. ``probs`` [n, k]; ``y`` the true class indices [n]."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y)
+    conf, hit = p.max(axis=1), p.argmax(axis=1) == y
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+                     for b in range(bins) if (which == b).any()))
 
 
 def classification_metrics(

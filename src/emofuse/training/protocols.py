@@ -48,6 +48,7 @@ import numpy as np
 from ..corpora.manifest import Item, item_key, speaker_key
 from ..errors import InputError
 from ..registry import Registry
+from ..taxonomy import EMOTIONS
 
 __all__ = ["PROTOCOLS", "Protocol", "Split", "carve_val", "check_params", "check_speaker_independent", "holdout",
            "inner_folds", "kfold", "loco", "loso", "make_splits", "random_split"]
@@ -61,7 +62,8 @@ class Split:
 
     ``val`` may be empty (``val_speakers=0``) and ``test`` may be empty (holdout on a corpus without a
     test split). ``speaker_independent`` records whether the protocol guarantees (and has checked) that
-    no speaker appears in two parts.
+    no speaker appears in two parts. ``test_labels``, when given, are the classes the test part is scored
+    on: predictions are restricted to them (leave-one-corpus-out scores a corpus on its own classes).
     """
 
     name: str
@@ -69,10 +71,12 @@ class Split:
     val: tuple[str, ...]
     test: tuple[str, ...]
     speaker_independent: bool = False
+    test_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for part in PARTS:
             object.__setattr__(self, part, tuple(getattr(self, part)))
+        object.__setattr__(self, "test_labels", tuple(self.test_labels))
         # Overlap between parts is the one leak no protocol may ever produce: fail loudly here.
         seen: dict[str, str] = {}
         for part in PARTS:
@@ -244,9 +248,9 @@ def inner_folds(pool: Sequence[Item], k: int, seed: int) -> list[tuple[list[Item
 
 
 def _split(name: str, train: Iterable[Item], val: Iterable[Item], test: Iterable[Item],
-           items: Sequence[Item], speaker_independent: bool) -> Split:
+           items: Sequence[Item], speaker_independent: bool, test_labels: tuple[str, ...] = ()) -> Split:
     s = Split(name, tuple(sorted(map(item_key, train))), tuple(sorted(map(item_key, val))),
-              tuple(sorted(map(item_key, test))), speaker_independent)
+              tuple(sorted(map(item_key, test))), speaker_independent, test_labels)
     if speaker_independent:
         check_speaker_independent(s, items)
     return s
@@ -292,29 +296,33 @@ def kfold(items: Sequence[Item], *, k: int = 5, seed: int = 0, val_speakers: int
     """Speaker-independent k-fold cross-validation, one Split per fold (every item tested once).
 
     When items carry ``fold`` (EmoBox folds: the fold in which the item is a test item), those folds
-    are used as published and ``k`` is ignored; all items must then have one. Otherwise the folds are
-    ``sklearn.model_selection.GroupKFold(k)`` over speakers (deterministic, balanced by item count).
-    Validation is carved from the fold's TRAINING speakers only (``val_speakers``: a count or a
-    fraction), with a seed per fold; never from the test fold.
+    are used as published; a corpus whose items carry none is cut into ``k`` folds of its speakers
+    (``sklearn.model_selection.GroupKFold``: deterministic, balanced by item count), numbered 1..k
+    beside the published ones, so fold f tests every corpus's fold f. Validation is carved from the
+    fold's TRAINING speakers only (``val_speakers``: a count or a fraction), with a seed per fold; never
+    from the test fold.
     """
     its = _prepare(items, labelled_only)
-    has_fold = [it.fold is not None for it in its]
-    if any(has_fold):
-        if not all(has_fold):
-            bad = next(it for it in its if it.fold is None)
-            raise InputError(f"kfold: some items have a fold and some not (e.g. {item_key(bad)!r}); "
-                             "assign every item a fold, or clear them all to use GroupKFold")
-        tests = [(f"fold{f}", [it for it in its if it.fold == f]) for f in sorted({it.fold for it in its})]
-    else:
-        _need_speakers(its, "kfold")
-        groups = [speaker_key(it) for it in its]
+    fold_of: dict[str, int] = {item_key(it): it.fold for it in its if it.fold is not None}
+    for c in sorted({it.corpus for it in its}):
+        mine = [it for it in its if it.corpus == c]
+        has = [it.fold is not None for it in mine]
+        if any(has) and not all(has):
+            bad = next(it for it in mine if it.fold is None)
+            raise InputError(f"kfold: some items of {c} have a fold and some not (e.g. {item_key(bad)!r}); "
+                             "assign every item of a corpus a fold, or clear them all to use speaker folds")
+        if any(has):
+            continue
+        _need_speakers(mine, "kfold")
+        groups = [speaker_key(it) for it in mine]
         n_spk = len(set(groups))
         if not 2 <= k <= n_spk:
-            raise InputError(f"kfold: k={k} must be between 2 and the number of speakers ({n_spk})")
+            raise InputError(f"kfold: k={k} must be between 2 and the number of speakers of {c} ({n_spk})")
         from sklearn.model_selection import GroupKFold  # the `train` extra
 
-        tests = [(f"fold{i + 1}", [its[j] for j in te])
-                 for i, (_, te) in enumerate(GroupKFold(n_splits=k).split(its, groups=groups))]
+        for i, (_, te) in enumerate(GroupKFold(n_splits=k).split(mine, groups=groups)):
+            fold_of.update({item_key(mine[j]): i + 1 for j in te})
+    tests = [(f"fold{f}", [it for it in its if fold_of[item_key(it)] == f]) for f in sorted(set(fold_of.values()))]
     out = []
     for i, (name, test) in enumerate(tests):
         test_keys = {item_key(it) for it in test}
@@ -343,12 +351,18 @@ def loso(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.
 
 
 def loco(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.2,
-         val_fraction: float = 0.1, val_group: str | None = None, labelled_only: bool = True) -> list[Split]:
+         val_fraction: float = 0.1, val_group: str | None = None, labelled_only: bool = True,
+         test_classes: str = "own") -> list[Split]:
     """Leave-one-corpus-out: one Split per corpus (sorted), training on all the other corpora and
     testing on the one left out (cross-corpus generalisation). Validation is carved from each training
     corpus by speaker (by label where speakers are unknown), so the left-out corpus is never seen
     before testing. Only labelled items by default: the corpora share the canonical label set.
+    ``test_classes``: "own" scores the left-out corpus on its own classes (predictions restricted to the
+    labels it has: TurEV-DB's four, nEMO's six), the usual cross-corpus protocol; "all" on every class the
+    head knows, as an analysis would answer.
     """
+    if test_classes not in ("own", "all"):
+        raise InputError(f"loco: test_classes must be 'own' or 'all', not {test_classes!r}")
     its = _prepare(items, labelled_only)
     corpora = sorted({it.corpus for it in its})
     if len(corpora) < 2:
@@ -358,7 +372,8 @@ def loco(items: Sequence[Item], *, seed: int = 0, val_speakers: int | float = 0.
         test = [it for it in its if it.corpus == c]
         train, val = carve_val([it for it in its if it.corpus != c], _rng(seed, i), val_speakers, val_fraction,
                                val_group)
-        out.append(_split(f"loco-{c}", train, val, test, its, speaker_independent=True))
+        own = tuple(e for e in EMOTIONS if any(it.label == e for it in test)) if test_classes == "own" else ()
+        out.append(_split(f"loco-{c}", train, val, test, its, speaker_independent=True, test_labels=own))
     return out
 
 
@@ -393,7 +408,7 @@ PROTOCOLS: Registry[Protocol] = Registry("protocol", {
 # The protocols' keyword parameters and the types they take (a bool is not a count).
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,), "k": (int,), "val_speakers": (int, float), "val_fraction": (int, float),
-    "test_fraction": (int, float), "val_group": (str,), "labelled_only": (bool,)}
+    "test_fraction": (int, float), "val_group": (str,), "labelled_only": (bool,), "test_classes": (str,)}
 
 
 def check_params(name: str, params: dict[str, object]) -> None:

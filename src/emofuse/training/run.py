@@ -99,6 +99,10 @@ class _Linear:
         self.curves: list[dict[GridPoint, float]] = []  # first protocol's selection scores, per split
         self.fitted_rows: set[int] = set()
         self.evaluated_rows: set[int] = set()
+        # calibration: each grid point's held-out log-probabilities on the selection rows (last grid search),
+        # and the first protocol's, per split
+        self.last_logp: dict[GridPoint, list[tuple[list[int], np.ndarray]]] = {}
+        self.logps: list[dict[GridPoint, list[tuple[list[int], np.ndarray]]]] = []
 
     # -- pieces
 
@@ -151,14 +155,39 @@ class _Linear:
         spec = FeatureSpec("selection", self.X.shape[1])
         sel: dict[GridPoint, list[float]] = {}
         tr: dict[GridPoint, list[float]] = {}
+        self.last_logp = {}
         for cw, wt in self.options:
             for fit_rows, sel_rows in pairs:
                 X, y, w = self._fit_data(fit_rows, wt)
                 for C, clf, mean, scale in c_path(X, list(y), self.m.C_grid, cw, self.cfg.seed, w):
                     head = to_head(clf, mean, scale, self.data.labels, spec, {})
-                    sel.setdefault((C, cw, wt), []).append(self.score(sel_rows, head.predict_labels(self.X[sel_rows])))
+                    p = head.scores(self.X[sel_rows])
+                    pred = [self.data.labels[i] for i in p.argmax(axis=1)]
+                    sel.setdefault((C, cw, wt), []).append(self.score(sel_rows, pred))
                     tr.setdefault((C, cw, wt), []).append(self.score(fit_rows, head.predict_labels(self.X[fit_rows])))
+                    if self.m.calibrate:
+                        self.last_logp.setdefault((C, cw, wt), []).append((list(sel_rows), np.log(p + 1e-12)))
         return {k: float(np.mean(v)) for k, v in sel.items()}, {k: float(np.mean(v)) for k, v in tr.items()}
+
+    def _held_out(self, logp: Sequence[tuple[list[int], np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Selection rows' log-probabilities and true class indices, pooled over the selection pairs."""
+        rows = [r for rs, _ in logp for r in rs]
+        y = np.array([self.data.labels.index(c) for c in self.y[rows]])
+        return np.vstack([lp for _, lp in logp]), y
+
+    def _calibration(self, logp: Sequence[tuple[list[int], np.ndarray]], head: Any, ev: Sequence[int]
+                     ) -> tuple[float, dict[str, float]]:
+        """Temperature fitted on the selection rows' held-out log-probabilities; ECE before/after on them and
+        on the evaluated rows (which never took part in the fit)."""
+        from .linear import fit_temperature
+        from .metrics import expected_calibration_error as ece
+
+        z, y = self._held_out(logp)
+        T = fit_temperature(z, y)
+        ze = np.log(head.scores(self.X[list(ev)]) + 1e-12)
+        ye = np.array([self.data.labels.index(c) for c in self.y[list(ev)]])
+        return T, {"temperature": T, "ece_select_before": ece(_softmax(z), y), "ece_select_after": ece(_softmax(z / T), y),
+                   "ece_evaluated_before": ece(_softmax(ze), ye), "ece_evaluated_after": ece(_softmax(ze / T), ye)}
 
     @staticmethod
     def best(scores: dict[GridPoint, float]) -> GridPoint:
@@ -170,6 +199,7 @@ class _Linear:
 
     def split(self, sp: Split, primary: bool, params: dict[str, Any]) -> tuple[dict[str, Any], list[int], list[str]]:
         tr, va, te = ([self.row[k] for k in ids] for ids in (sp.train, sp.val, sp.test))
+        self.last_logp = {}
         items = self.data.items
         if te:
             on, ev = "test", te
@@ -204,9 +234,14 @@ class _Linear:
             scores, train_scores = self.grid_scores(pairs)
         point = self.best(scores) if pairs else next(iter(scores))
         head = self._head(fit, point)  # evaluation labels are read only after this
-        pred = head.predict_labels(self.X[ev])
+        pred = _predict(head, self.X[ev], sp.test_labels if on == "test" else ())
+        if self.m.calibrate and pairs:
+            record_cal = self._calibration(self.last_logp[point], head, ev)[1]
+        else:
+            record_cal = None
         if primary:
             self.curves.append(scores)
+            self.logps.append(self.last_logp)
             self.fitted_rows |= (set(tr) | set(va) | set(te)) - set(ev)
             self.evaluated_rows |= set(ev)
         C, cw, wt = point
@@ -217,6 +252,8 @@ class _Linear:
                   "train_score_by_C": {repr(k[0]): train_scores[k] for k in same if k in train_scores},
                   "grid": [{"C": k[0], "class_weight": k[1] or "none", "corpus_weight": dict(k[2]), "score": v}
                            for k, v in scores.items()]}
+        if record_cal is not None:
+            record["calibration"] = record_cal
         return record | {"evaluated_on": on}, ev, pred
 
     # -- the final head
@@ -230,10 +267,21 @@ class _Linear:
         rows = sorted(self.fitted_rows)
         t = time.perf_counter()
         head = self._head(rows, point)
+        cal: dict[str, Any] = {}
+        pooled = [x for lp in self.logps for x in lp.get(point, [])]
+        if self.m.calibrate and pooled:  # one temperature from every split's held-out selection rows
+            from .linear import calibrated, fit_temperature
+            from .metrics import expected_calibration_error as ece
+
+            z, y = self._held_out(pooled)
+            T = fit_temperature(z, y)
+            head = calibrated(head, T)
+            cal = {"temperature": T, "ece_select_before": ece(_softmax(z), y), "ece_select_after": ece(_softmax(z / T), y),
+                   "n_calibration_rows": int(len(y))}
         C, cw, wt = point
         result["final"] = {"C": C, "class_weight": cw or "none", "corpus_weight": dict(wt), "n_items": len(rows),
                            "n_rows": len(rows) * (1 + len(self.views)), "mean_select_score": mean[point],
-                           "fit_seconds": round(time.perf_counter() - t, 2)}
+                           "fit_seconds": round(time.perf_counter() - t, 2)} | ({"calibration": cal} if cal else {})
         if not self.evaluated_rows & set(rows):  # holdout: the saved head has not seen the evaluated part either
             ev = sorted(self.evaluated_rows)
             result["final"]["evaluated"] = _scores([self.data.y[i] for i in ev], head.predict_labels(self.X[ev]),
@@ -371,6 +419,20 @@ class _Network:
 
 
 # ------------------------------------------------------------------------------------------- the run
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _predict(head: Any, X: np.ndarray, among: Sequence[str] = ()) -> list[str]:
+    """The head's labels for the rows of ``X``; with ``among``, the most probable of those classes only."""
+    if not among:
+        return list(head.predict_labels(X))
+    p = head.scores(X)
+    cols = [head.labels.index(c) for c in among if c in head.labels]
+    return [head.labels[cols[j]] for j in np.argmax(p[:, cols], axis=1)]
 
 
 def _by_corpus(folds: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -114,13 +114,19 @@ def _protocol_markdown(p: Mapping[str, Any], labels: Sequence[str], kind: str) -
         L += [f"**These are {on} figures** (no test items in some split; hyper-parameters were then chosen on "
               "a part carved from train, never on the evaluated part).", ""]
     if kind == "linear":
-        L += ["| split | on | train | val | test | selection items | C | class weight | UA | WA | macro-F1 |",
-              "|---" * 11 + "|"]
+        L += ["| split | on | train | val | test | selection items | C | class weight | UA | WA | macro-F1 | "
+              "T | ECE before → after |", "|---" * 13 + "|"]
         for f in p["folds"]:
             m = f["metrics"]
+            cal = f.get("calibration")
+            ece = (f"{cal['temperature']:.2f} | {cal['ece_evaluated_before']:.3f} → {cal['ece_evaluated_after']:.3f}"
+                   if cal else "– | –")
             L.append(f"| {f['split']} | {f['evaluated_on']} | {f['n_train']} | {f['n_val']} | {f['n_test']} | "
                      f"{f['n_select']} | {f['C']:g} | {f['class_weight']} | {_pct(m['UA'])} | {_pct(m['WA'])} | "
-                     f"{_pct(m['macro_f1'])} |")
+                     f"{_pct(m['macro_f1'])} | {ece} |")
+        if any(f.get("calibration") for f in p["folds"]):
+            L += ["", "T: the temperature fitted on the split's selection rows (held-out predictions of the grid "
+                  "search); ECE (15 bins) on the evaluated part before → after dividing the logits by T."]
     else:
         L += ["| split | on | train | val | test | best epoch | val UA | UA | WA | macro-F1 | s |", "|---" * 11 + "|"]
         for f in p["folds"]:
@@ -138,6 +144,13 @@ def _protocol_markdown(p: Mapping[str, Any], labels: Sequence[str], kind: str) -
             L.append(f"| {c} | {cs['n_splits']} | {cs['UA']['text']} | {cs['WA']['text']} | {cs['macro_f1']['text']} | "
                      f"{cs['weighted_f1']['text']} |")
         L.append("")
+    if p["protocol"] == "loco":  # one matrix per held-out corpus, on its own classes
+        for f in p["folds"]:
+            cm = np.asarray(f["metrics"]["confusion_matrix"])
+            keep = [i for i, lab in enumerate(labels) if cm[i].sum() or cm[:, i].sum()]
+            L += [f"Confusion matrix of {f['split']} (rows true, columns predicted):", ""]
+            L += confusion_markdown([labels[i] for i in keep], cm[np.ix_(keep, keep)].tolist()) + [""]
+        return L
     L += ["Confusion matrix (rows true, columns predicted, summed over splits):", ""]
     return L + confusion_markdown(labels, p["confusion_matrix"]) + [""]
 
@@ -167,6 +180,11 @@ def report_markdown(r: Mapping[str, Any]) -> str:
               f"validation part by {t['metric']} (patience {t['patience']}).", ""]
     for p in [r] + list(r.get("other_protocols", [])):
         L += _protocol_markdown(p, r["labels"], r["kind"])
+    cal = r.get("final", {}).get("calibration")
+    if cal:
+        L += [f"**Calibration of the saved head:** temperature {cal['temperature']:.2f}, fitted on the held-out "
+              f"selection predictions of every split ({cal['n_calibration_rows']} rows); ECE there "
+              f"{cal['ece_select_before']:.3f} → {cal['ece_select_after']:.3f}.", ""]
     e = r.get("final", {}).get("evaluated")
     if e:  # holdout: the saved head (fitted on train, selection part included) never saw the evaluated part
         L += [f"**The saved head** (C={r['final']['C']:g}, class weight {r['final']['class_weight']}, fitted on "
