@@ -24,7 +24,10 @@ variant changes one thing against ``base``:
 * ``prosody``: 15 prosodic statistics appended (WORLD's DIO pitch tracker, pyworld: log-F0 mean, std,
   percentiles, range, slope and mean absolute change over voiced 10 ms frames, the voiced share and the
   voiced-stretch onsets per second; frame energy mean, std, percentiles, range), computed here and cached
-  under ``--prosody-cache``; ``prosody_recording``: the same, with the ``recording`` z-scoring.
+  under ``--prosody-cache``; ``prosody_recording``: the same, with the ``recording`` z-scoring;
+* ``chunk_stats``: statistics pooling over the 0.5 s chunk sequence (``voice-whisper-base-seq``, the same
+  encoder pass): the std, max and mean absolute change of the chunk means appended (how the voice moves
+  over the utterance, which frame mean + std cannot see).
 
 Also printed: the confusion matrix of each held-out corpus for the best variant and the expected
 calibration error (15 bins) of ``base`` before and after temperature scaling fitted on the validation
@@ -44,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 CORPORA = ("ravdess", "savee", "nemo", "turevdb")
-VARIANTS = ("base", "balanced", "corpus_stats", "recording", "speaker_ref", "mlp", "clip_view", "prosody", "prosody_recording")
+VARIANTS = ("base", "balanced", "corpus_stats", "recording", "speaker_ref", "mlp", "clip_view", "prosody", "prosody_recording",
+            "chunk_stats")
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 
@@ -140,6 +144,19 @@ def prosody_table(items, cache: Path) -> np.ndarray:  # type: ignore[no-untyped-
     return np.stack([have[item_key(it)] for it in items])
 
 
+def chunk_stats(items, extractor: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per item: std, max and mean absolute change over its chunk sequence ([T, d] -> [3 d])."""
+    from emofuse.extract import load_sequences
+
+    _, X, lengths = load_sequences(items, extractor)
+    out = []
+    for x, n in zip(X, lengths):
+        x = x[: max(1, int(n))]
+        d = np.abs(np.diff(x, axis=0)).mean(0) if len(x) > 1 else np.zeros(x.shape[1])
+        out.append(np.concatenate([x.std(0), x.max(0), d]))
+    return np.asarray(out, dtype=np.float32)
+
+
 def _prosody_of(path: str) -> np.ndarray:
     from emofuse.media import load_audio
 
@@ -181,6 +198,7 @@ def main() -> int:
     speaker = np.array([f"{it.corpus}/{it.speaker}" for it in items])
     row = {item_key(it): n for n, it in enumerate(items)}
     P = prosody_table(items, a.prosody_cache) if any(v.startswith("prosody") for v in variants) else None
+    S = chunk_stats(items, f"{a.extractor}-seq") if "chunk_stats" in variants else None
     splits = make_splits("loco", items, seed=a.seed, val_speakers=0.2)
     print(f"{len(items)} clips: " + ", ".join(f"{c} {int((corpus == c).sum())}" for c in CORPORA)
           + f"; features {a.extractor} [{X.shape[1]}]")
@@ -215,6 +233,8 @@ def main() -> int:
             F = group_z(X, speaker)
         elif v == "recording":
             F = group_z(X, recordings(speaker, 8, a.seed))
+        elif v == "chunk_stats" and S is not None:
+            F = np.hstack([X, S])
         elif v.startswith("prosody") and P is not None:
             F = np.hstack([X, P])
             if v == "prosody_recording":
