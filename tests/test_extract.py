@@ -105,26 +105,33 @@ def test_failures_reported_not_cached(tmp_path: Path) -> None:
 
 
 def test_missing_audio_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A voice item whose file is missing is reported; the others are embedded (stub model, no Whisper)."""
+    """A voice item whose file is missing, or an Opus file that does not decode, is reported; the others are
+    embedded (stub model, no Whisper)."""
     from emofuse.features import voice as vf
 
     wav = tmp_path / "a.wav"
     wav.write_bytes(b"x")
+    bad = tmp_path / "EB0_anger_1.opus"
+    bad.write_bytes(b"OggS" + bytes(200))  # an Ogg page header and nothing behind it
     import emofuse.media
 
     real = emofuse.media.load_audio
     monkeypatch.setattr(emofuse.media, "load_audio",
-                        lambda p: real(p) if not Path(p).exists() else np.ones(16000, dtype=np.float32))
+                        lambda p: real(p) if not Path(p).exists() or Path(p).suffix == ".opus"
+                        else np.ones(16000, dtype=np.float32))
     monkeypatch.setattr(vf, "embed_clips", lambda model, clips, **kw: np.stack([np.full(4, len(c)) for c in clips]))
     monkeypatch.setattr(exs, "_load_voice", lambda cfg, threads: object())
     e = exs.EXTRACTORS["voice-whisper-tiny.en"]
     monkeypatch.setitem(exs.EXTRACTORS, e.name, exs.Extractor(e.name, "voice", e.config, exs._load_voice, e.compute))
     its = [Item(id="ok1", corpus="c", paths=(wav,), speaker="s1"),
            Item(id="gone", corpus="c", paths=(tmp_path / "missing.wav",), speaker="s1"),
-           Item(id="ok2", corpus="c", paths=(wav,), speaker="s2")]
+           Item(id="ok2", corpus="c", paths=(wav,), speaker="s2"),
+           Item(id="EB0_anger_1", corpus="c", paths=(bad,), speaker="s2")]
     r = ext.extract(its, e.name, tmp_path / "cache", progress=False)
-    assert (r.n_done, r.n_failed) == (2, 1)
-    assert r.failures[0][0] == "gone" and "no such file" in r.failures[0][1]
+    assert (r.n_done, r.n_failed) == (2, 2)
+    fails = dict(r.failures)
+    assert "no such file" in fails["gone"] and "EB0_anger_1" in fails  # named, with the reason
+    assert "2 failed" in r.summary()
     ids, X = ext.load_features([its[0], its[2]], e.name, tmp_path / "cache")
     assert ids == ["ok1", "ok2"] and X.shape == (2, 4)
 
