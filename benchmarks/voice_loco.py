@@ -52,33 +52,6 @@ VARIANTS = ("base", "balanced", "corpus_stats", "recording", "speaker_ref", "mlp
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 
-def ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    conf, pred = p.max(1), p.argmax(1)
-    edges = np.linspace(0, 1, bins + 1)
-    out = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        k = (conf > a) & (conf <= b)
-        if k.any():
-            out += k.mean() * abs((pred[k] == y[k]).mean() - conf[k].mean())
-    return float(out)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the negative log-likelihood of ``y`` (grid, then refined)."""
-    def nll(t: float) -> float:
-        p = softmax(logits / t)
-        return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
-
-    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 200))
-    return float(grid[int(np.argmin([nll(t) for t in grid]))])
-
-
 def group_z(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
     out = X.copy()
     for g in np.unique(groups):
@@ -178,8 +151,12 @@ def main() -> int:
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix
     from sklearn.neural_network import MLPClassifier
 
+    from scipy.special import softmax
+
     from emofuse.corpora import item_key
     from emofuse.taxonomy import EMOTIONS
+    from emofuse.training.linear import fit_temperature
+    from emofuse.training.metrics import expected_calibration_error as ece
     from emofuse.training.data import labelled, vectors
     from emofuse.training.protocols import make_splits
 
@@ -288,8 +265,8 @@ def main() -> int:
                 lv = logits(m_tr, Z[va])
                 T = fit_temperature(lv, y[va])
                 lt = logits(m_tr, Z[te])
-                extras.setdefault("ece", {})[held] = (T, ece(softmax(lv), y[va]), ece(softmax(lv / T), y[va]),
-                                                      ece(softmax(lt), y[te]), ece(softmax(lt / T), y[te]))
+                extras.setdefault("ece", {})[held] = tuple([T] + [ece(softmax(z / t, axis=1), yy) for z, yy in
+                                                                  ((lv, y[va]), (lt, y[te])) for t in (1.0, T)])
             pred = np.asarray(own)[np.argmax(lg[:, own], axis=1)]
             extras.setdefault("cm", {}).setdefault(v, {})[held] = (own, confusion_matrix(y[te], pred, labels=own))
         mu = np.mean([r[0] for r in results[v].values()])

@@ -174,11 +174,12 @@ class Problems:
                 for r, w in self.by_reason.items()]
 
 
-def read_csv(path: Path, corpus: str, required: Iterable[str]) -> list[dict[str, str]]:
-    """Rows of a csv with its header names stripped; InputError naming the missing columns."""
+def read_csv(path: Path, corpus: str, required: Iterable[str], delimiter: str = ",") -> list[dict[str, str]]:
+    """Rows of a csv (``delimiter="\t"``: a tsv) with its header names stripped; InputError naming the
+    missing columns."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, delimiter=delimiter)
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in required if c not in header]
             if missing:

@@ -15,12 +15,11 @@ speaker-independent ones by speaker.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 from ..errors import InputError
-from .manifest import Corpus, Item, Manifest, Problems, require_dir
+from .manifest import Corpus, Item, Manifest, Problems, read_csv, require_dir
 
 NAME = "nemo"
 SUBDIR = "speech/nemo"
@@ -38,17 +37,8 @@ def _table(path: Path, probs: Problems) -> dict[str, dict[str, str]]:
     if not path.is_file():
         probs.add("without a transcript: data.tsv is missing", path)
         return {}
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t")
-            need = ("file_id", "emotion", "raw_text")
-            have = [h.strip() for h in reader.fieldnames or []]
-            if any(c not in have for c in need):
-                raise InputError(f"nEMO file {path} has columns {have}; expected the columns {list(need)}")
-            return {Path(r["file_id"].strip()).stem: {k.strip(): (v or "").strip() for k, v in r.items() if k}
-                    for r in reader if r.get("file_id")}
-    except UnicodeDecodeError as e:
-        raise InputError(f"nEMO file {path} is not UTF-8 text ({e})") from e
+    rows = read_csv(path, "nEMO", ("file_id", "emotion", "raw_text"), delimiter="\t")
+    return {Path(r["file_id"].strip()).stem: {k: v.strip() for k, v in r.items()} for r in rows if r["file_id"].strip()}
 
 
 def load(root: str | Path) -> Manifest:

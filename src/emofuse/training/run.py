@@ -99,8 +99,8 @@ class _Linear:
         self.curves: list[dict[GridPoint, float]] = []  # first protocol's selection scores, per split
         self.fitted_rows: set[int] = set()
         self.evaluated_rows: set[int] = set()
-        # calibration: each grid point's held-out log-probabilities on the selection rows (last grid search),
-        # and the first protocol's, per split
+        # calibration: each grid point's held-out log-probabilities on the selection rows (of the split being
+        # fitted; reset per split), and the first protocol's, per split
         self.last_logp: dict[GridPoint, list[tuple[list[int], np.ndarray]]] = {}
         self.logps: list[dict[GridPoint, list[tuple[list[int], np.ndarray]]]] = []
 
@@ -155,7 +155,6 @@ class _Linear:
         spec = FeatureSpec("selection", self.X.shape[1])
         sel: dict[GridPoint, list[float]] = {}
         tr: dict[GridPoint, list[float]] = {}
-        self.last_logp = {}
         for cw, wt in self.options:
             for fit_rows, sel_rows in pairs:
                 X, y, w = self._fit_data(fit_rows, wt)
@@ -175,19 +174,29 @@ class _Linear:
         y = np.array([self.data.labels.index(c) for c in self.y[rows]])
         return np.vstack([lp for _, lp in logp]), y
 
-    def _calibration(self, logp: Sequence[tuple[list[int], np.ndarray]], head: Any, ev: Sequence[int]
-                     ) -> tuple[float, dict[str, float]]:
-        """Temperature fitted on the selection rows' held-out log-probabilities; ECE before/after on them and
-        on the evaluated rows (which never took part in the fit)."""
+    def _temperature(self, logp: Sequence[tuple[list[int], np.ndarray]]) -> dict[str, Any]:
+        """Temperature scaling fitted on held-out selection log-probabilities; ECE there before/after."""
+        from scipy.special import softmax
+
         from .linear import fit_temperature
         from .metrics import expected_calibration_error as ece
 
         z, y = self._held_out(logp)
         T = fit_temperature(z, y)
+        return {"temperature": T, "ece_select_before": ece(softmax(z, axis=1), y),
+                "ece_select_after": ece(softmax(z / T, axis=1), y), "n_calibration_rows": int(len(y))}
+
+    def _calibration(self, logp: Sequence[tuple[list[int], np.ndarray]], head: Any, ev: Sequence[int]) -> dict[str, Any]:
+        """:meth:`_temperature` of a split, and ECE before/after on its evaluated rows (never part of the fit)."""
+        from scipy.special import softmax
+
+        from .metrics import expected_calibration_error as ece
+
+        cal = self._temperature(logp)
         ze = np.log(head.scores(self.X[list(ev)]) + 1e-12)
         ye = np.array([self.data.labels.index(c) for c in self.y[list(ev)]])
-        return T, {"temperature": T, "ece_select_before": ece(_softmax(z), y), "ece_select_after": ece(_softmax(z / T), y),
-                   "ece_evaluated_before": ece(_softmax(ze), ye), "ece_evaluated_after": ece(_softmax(ze / T), ye)}
+        return cal | {"ece_evaluated_before": ece(softmax(ze, axis=1), ye),
+                      "ece_evaluated_after": ece(softmax(ze / cal["temperature"], axis=1), ye)}
 
     @staticmethod
     def best(scores: dict[GridPoint, float]) -> GridPoint:
@@ -235,10 +244,7 @@ class _Linear:
         point = self.best(scores) if pairs else next(iter(scores))
         head = self._head(fit, point)  # evaluation labels are read only after this
         pred = _predict(head, self.X[ev], sp.test_labels if on == "test" else ())
-        if self.m.calibrate and pairs:
-            record_cal = self._calibration(self.last_logp[point], head, ev)[1]
-        else:
-            record_cal = None
+        record_cal = self._calibration(self.last_logp[point], head, ev) if self.m.calibrate and pairs else None
         if primary:
             self.curves.append(scores)
             self.logps.append(self.last_logp)
@@ -270,14 +276,10 @@ class _Linear:
         cal: dict[str, Any] = {}
         pooled = [x for lp in self.logps for x in lp.get(point, [])]
         if self.m.calibrate and pooled:  # one temperature from every split's held-out selection rows
-            from .linear import calibrated, fit_temperature
-            from .metrics import expected_calibration_error as ece
+            from .linear import calibrated
 
-            z, y = self._held_out(pooled)
-            T = fit_temperature(z, y)
-            head = calibrated(head, T)
-            cal = {"temperature": T, "ece_select_before": ece(_softmax(z), y), "ece_select_after": ece(_softmax(z / T), y),
-                   "n_calibration_rows": int(len(y))}
+            cal = self._temperature(pooled)
+            head = calibrated(head, cal["temperature"])
         C, cw, wt = point
         result["final"] = {"C": C, "class_weight": cw or "none", "corpus_weight": dict(wt), "n_items": len(rows),
                            "n_rows": len(rows) * (1 + len(self.views)), "mean_select_score": mean[point],
@@ -419,11 +421,6 @@ class _Network:
 
 
 # ------------------------------------------------------------------------------------------- the run
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _predict(head: Any, X: np.ndarray, among: Sequence[str] = ()) -> list[str]:
