@@ -25,6 +25,12 @@ variant changes one thing against ``base``:
   percentiles, range, slope and mean absolute change over voiced 10 ms frames, the voiced share and the
   voiced-stretch onsets per second; frame energy mean, std, percentiles, range), computed here and cached
   under ``--prosody-cache``; ``prosody_recording``: the same, with the ``recording`` z-scoring;
+* ``augment``: one augmented copy of every training clip joins the fit (see :func:`augment`: speed, gain,
+  room, noise, telephone band; encoded with the same packing, cached under ``--augment-cache``); selection
+  and test on clean audio;
+* ``attention``: attentive statistics pooling over the 0.5 s chunk sequence learned with a linear output
+  (torch; :func:`attention_head`), instead of fixed mean + std; kept epoch chosen on the validation speakers
+  (trained on the training speakers only, no refit);
 * ``chunk_stats``: statistics pooling over the 0.5 s chunk sequence (``voice-whisper-base-seq``, the same
   encoder pass): the std, max and mean absolute change of the chunk means appended (how the voice moves
   over the utterance, which frame mean + std cannot see).
@@ -48,7 +54,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 CORPORA = ("ravdess", "savee", "nemo", "turevdb")
 VARIANTS = ("base", "balanced", "corpus_stats", "recording", "speaker_ref", "mlp", "clip_view", "prosody", "prosody_recording",
-            "chunk_stats")
+            "chunk_stats", "augment", "attention")
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 
@@ -130,6 +136,146 @@ def chunk_stats(items, extractor: str) -> np.ndarray:  # type: ignore[no-untyped
     return np.asarray(out, dtype=np.float32)
 
 
+def augment(x: np.ndarray, seed: int, sr: int = 16000) -> np.ndarray:
+    """One seeded random corruption of a 16 kHz clip, mimicking another recording chain: speed perturbation
+    (0.9 / 1.0 / 1.1, pitch and tempo together, as Kaldi's recipes), gain +-6 dB, with p 0.5 a synthetic room
+    (exponentially decaying noise, RT60 0.2-0.8 s, wet share 0.3-1), with p 0.6 stationary noise (white,
+    pink or brown) at 5-25 dB SNR, with p 0.3 a telephone band (resampled through 8 kHz)."""
+    from scipy.signal import fftconvolve, resample_poly
+
+    rng = np.random.default_rng(seed)
+    y = x.astype(np.float64)
+    up_down = {0: (10, 9), 1: (1, 1), 2: (10, 11)}[int(rng.integers(3))]
+    if up_down != (1, 1):
+        y = resample_poly(y, *up_down)
+    rms = np.sqrt(np.mean(y ** 2)) + 1e-9
+    if rng.random() < 0.5:
+        rt60 = rng.uniform(0.2, 0.8)
+        t = np.arange(int(rt60 * sr)) / sr
+        rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+        rir[0] = 1.0 / rng.uniform(0.3, 1.0)
+        wet = fftconvolve(y, rir / np.sqrt(np.sum(rir ** 2)))[: len(y)]
+        y = wet * rms / (np.sqrt(np.mean(wet ** 2)) + 1e-9)
+    if rng.random() < 0.6:
+        n = rng.standard_normal(len(y))
+        colour = int(rng.integers(3))  # 0 white, 1 pink (1/f), 2 brown (1/f^2)
+        if colour:
+            f = np.fft.rfftfreq(len(n), 1 / sr)
+            shaped = np.fft.rfft(n) / np.maximum(f, 20.0) ** (colour / 2)
+            n = np.fft.irfft(shaped, len(n))
+        snr = rng.uniform(5, 25)
+        y = y + n * rms / (np.sqrt(np.mean(n ** 2)) + 1e-9) * 10 ** (-snr / 20)
+    if rng.random() < 0.3:
+        y = resample_poly(resample_poly(y, 1, 2), 2, 1)[: len(y)]
+    y = y * 10 ** (rng.uniform(-6, 6) / 20)
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def _augmented_chunk(args: tuple[list[str], list[int], str]) -> np.ndarray:
+    """Voice vectors of one speaker's clips (packed as the extractor packs them), each corrupted by :func:`augment`."""
+    from emofuse.asr import load_whisper
+    from emofuse.features import voice as vf
+    from emofuse.media import load_audio
+
+    paths, seeds, model_name = args
+    global _AUG_MODEL
+    if "_AUG_MODEL" not in globals():
+        _AUG_MODEL = load_whisper(model_name, threads=1)
+    clips = [augment(load_audio(p), s) for p, s in zip(paths, seeds)]
+    return vf.embed_clips(_AUG_MODEL, clips)
+
+
+def augmented_table(items, extractor: str, copy: int, cache: Path) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Rows of ``items`` from augmented audio (copy ``copy``: a different seed per clip and copy), computed
+    once per speaker chunk into ``cache`` (an npz keyed by item key, saved after every chunk: resumable)."""
+    import zlib
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emofuse.corpora import item_key
+    from emofuse.extractors import speaker_order
+
+    have: dict[str, np.ndarray] = {}
+    if cache.exists():
+        with np.load(cache) as z:
+            have = dict(zip(z["keys"].tolist(), z["rows"]))
+    todo = [it for it in items if item_key(it) not in have]
+    groups: dict[str, list] = {}
+    for it in todo:
+        groups.setdefault(f"{it.corpus}/{it.speaker}", []).append(it)
+    chunks = [own[i:i + 64] for g in sorted(groups) for own in [speaker_order(groups[g])] for i in range(0, len(own), 64)]
+    if chunks:
+        t = time.perf_counter()
+        model = extractor.removeprefix("voice-")
+        jobs = [([str(it.paths[0]) for it in ch], [zlib.crc32(f"{item_key(it)}#{copy}".encode()) for it in ch], model)
+                for ch in chunks]
+        with ProcessPoolExecutor(2) as ex:
+            for n, (ch, rows) in enumerate(zip(chunks, ex.map(_augmented_chunk, jobs))):
+                have.update({item_key(it): r for it, r in zip(ch, rows)})
+                if n % 10 == 9 or n == len(chunks) - 1:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cache, keys=np.array(list(have)), rows=np.stack(list(have.values())))
+                    print(f"augmented copy {copy}: {n + 1}/{len(chunks)} chunks, {time.perf_counter() - t:.0f} s", flush=True)
+    return np.stack([have[item_key(it)] for it in items])
+
+
+def attention_head(S: np.ndarray, L: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, te: np.ndarray,
+                   corpus: np.ndarray, n_classes: int, seed: int, epochs: int = 40) -> np.ndarray:
+    """Attentive statistics pooling over the chunk sequence + a linear layer, trained with class-balanced
+    cross-entropy (AdamW, dropout); the epoch kept is the one with the best mean per-corpus UA on the
+    validation speakers. Returns test logits."""
+    import torch
+    from sklearn.metrics import balanced_accuracy_score
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    mask = np.arange(S.shape[1])[None, :] < L[:, None]
+    flat = S[tr][mask[tr]]
+    mu, sd = flat.mean(0), flat.std(0) + 1e-6
+    Xs = torch.tensor((S - mu) / sd * mask[..., None], dtype=torch.float32)
+    M = torch.tensor(mask)
+    Y = torch.tensor(y)
+
+    class Net(torch.nn.Module):
+        def __init__(self, d: int, h: int = 128) -> None:
+            super().__init__()
+            self.att = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.Tanh(), torch.nn.Linear(h, 1))
+            self.drop = torch.nn.Dropout(0.3)
+            self.out = torch.nn.Linear(2 * d, n_classes)
+
+        def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            a = self.att(x).squeeze(-1).masked_fill(~m, -1e9).softmax(-1).unsqueeze(-1)
+            mean = (a * x).sum(1)
+            std = ((a * (x - mean.unsqueeze(1)) ** 2).sum(1) + 1e-6).sqrt()
+            return self.out(self.drop(torch.cat([mean, std], -1)))
+
+    net = Net(S.shape[2])
+    counts = np.bincount(y[tr], minlength=n_classes)
+    w = torch.tensor(len(tr) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=w)
+    rng = np.random.default_rng(seed)
+    best, best_state = -1.0, None
+
+    def run(rows: np.ndarray) -> np.ndarray:
+        net.eval()
+        with torch.no_grad():
+            return torch.cat([net(Xs[rows[i:i + 512]], M[rows[i:i + 512]]) for i in range(0, len(rows), 512)]).numpy()
+
+    for _ in range(epochs):
+        net.train()
+        for b in np.array_split(rng.permutation(tr), max(1, len(tr) // 64)):
+            opt.zero_grad()
+            loss_fn(net(Xs[b], M[b]), Y[b]).backward()
+            opt.step()
+        lv = run(va)
+        s = float(np.mean([balanced_accuracy_score(y[va][corpus[va] == c], lv[corpus[va] == c].argmax(1))
+                           for c in set(corpus[va])]))
+        if s > best:
+            best, best_state = s, {k: t.clone() for k, t in net.state_dict().items()}
+    net.load_state_dict(best_state)  # type: ignore[arg-type]
+    return run(te)
+
+
 def _prosody_of(path: str) -> np.ndarray:
     from emofuse.media import load_audio
 
@@ -142,6 +288,7 @@ def main() -> int:
     ap.add_argument("--extractor", default="voice-whisper-base")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--augment-cache", type=Path, default=Path.home() / ".cache" / "emofuse" / "voice-aug-loco.npz")
     ap.add_argument("--prosody-cache", type=Path, default=Path.home() / ".cache" / "emofuse" / "prosody-loco.npz")
     a = ap.parse_args()
     variants = a.variants.split(",")
@@ -176,6 +323,11 @@ def main() -> int:
     row = {item_key(it): n for n, it in enumerate(items)}
     P = prosody_table(items, a.prosody_cache) if any(v.startswith("prosody") for v in variants) else None
     S = chunk_stats(items, f"{a.extractor}-seq") if "chunk_stats" in variants else None
+    A = augmented_table(items, a.extractor, 1, a.augment_cache) if "augment" in variants else None
+    if "attention" in variants:
+        from emofuse.extract import load_sequences
+
+        _, SEQ, SEQ_L = load_sequences(items, f"{a.extractor}-seq")
     splits = make_splits("loco", items, seed=a.seed, val_speakers=0.2)
     print(f"{len(items)} clips: " + ", ".join(f"{c} {int((corpus == c).sum())}" for c in CORPORA)
           + f"; features {a.extractor} [{X.shape[1]}]")
@@ -220,6 +372,13 @@ def main() -> int:
         for sp in splits:
             held = sp.name.removeprefix("loco-")
             tr, va, te = (np.array([row[k] for k in part]) for part in (sp.train, sp.val, sp.test))
+            if v == "attention":
+                lg = attention_head(SEQ, SEQ_L, y, tr, va, te, corpus, len(labels), a.seed)
+                own = sorted(set(y[te].tolist()))
+                results[v][held] = (ua(y[te], lg, own), ua(y[te], lg))
+                pred = np.asarray(own)[np.argmax(lg[:, own], axis=1)]
+                extras.setdefault("cm", {}).setdefault(v, {})[held] = (own, confusion_matrix(y[te], pred, labels=own))
+                continue
             mean, scale = F[tr].mean(0), F[tr].std(0) + 1e-6
             Z = (F - mean) / scale
             if v == "corpus_stats":
@@ -234,6 +393,8 @@ def main() -> int:
                     m_c, s_c = stats.get(c, (m_all, s_all))
                     Z[k] = (F[k] - m_c) / s_c
             Zc = (Xc - mean) / scale if v == "clip_view" and Xc is not None else None
+            if v == "augment" and A is not None:  # the augmented copy of the training corpora joins the fit
+                Zc = (A - mean) / scale
 
             def weights(rows: np.ndarray) -> np.ndarray | None:
                 if v != "balanced":

@@ -184,13 +184,34 @@ def test_voice_on_ravdess(tmp_path: Path, data_root: Path) -> None:
 
 
 def test_relative_and_absolute_roots_share_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fingerprint uses the file's name, size and mtime, not the path as written."""
+    """The fingerprint uses the file's name, size and content, not the path as written."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "a.wav").write_bytes(b"RIFF0000")
     monkeypatch.chdir(tmp_path)
     rel = Item(id="a", corpus="c", paths=(Path("data/a.wav"),))
     absolute = Item(id="a", corpus="c", paths=(tmp_path / "data" / "a.wav",))
     assert ext.fingerprint(rel, "voice") == ext.fingerprint(absolute, "voice")
+
+
+def test_a_copied_corpus_keeps_its_cache_and_an_edited_file_misses_it(tmp_path: Path) -> None:
+    """A new mtime (a corpus copied or re-synced) keeps the row; new bytes of the same size miss it; a row
+    written with the old name|size|mtime fingerprint counts while the file is untouched."""
+    import os
+
+    f = tmp_path / "a.wav"
+    f.write_bytes(b"RIFF0000")
+    it = Item(id="a", corpus="c", paths=(f,))
+    fp = ext.fingerprint(it, "voice")
+    index = {"c/a": (fp, tmp_path / "shard.npz", 0)}
+    os.utime(f, (1_000_000_000, 1_000_000_000))
+    assert ext.fingerprint(it, "voice") == fp and ext._cached(it, "voice", index)
+    legacy = {"c/a": (f"a.wav|8|{1_000_000_000}", tmp_path / "shard.npz", 0)}
+    assert ext._cached(it, "voice", legacy)
+    os.utime(f, (1_000_000_100, 1_000_000_100))
+    assert not ext._cached(it, "voice", legacy)  # touched: the legacy row is stale
+    f.write_bytes(b"RIFF0001")
+    os.utime(f, (1_000_000_000, 1_000_000_000))
+    assert ext.fingerprint(it, "voice") != fp and not ext._cached(it, "voice", index)
 
 
 # ------------------------------------------------------------------------- voice-whisper-base-seq (sequences)

@@ -423,7 +423,8 @@ def test_config_dataclasses_validate_themselves():
                       (lambda: ModelConfig(select_folds=1), "model.select_folds"),
                       (lambda: ModelConfig(calibrate="yes"), "model.calibrate"),  # type: ignore[arg-type]
                       (lambda: DataConfig(("ravdess",), "r", "x", labels="mine"), "data.labels"),
-                      (lambda: DataConfig(("ravdess",), "r", None), "either extractor"),
+                      (lambda: TrainConfig("t", DataConfig(("ravdess",), "r", None)), "a linear head reads data.extractor"),
+                      (lambda: DataConfig(("ravdess",), "r", "x", modalities=(("au", "x"),)), "either extractor"),
                       (lambda: DataConfig((), "r", "x"), "data.corpora"),
                       (lambda: RegressionConfig((1.0,), ()), "names no target"),
                       (lambda: RegressionConfig((1.0,), (("valence", (("emobank", "R2"),)),)), "regression.valence")):

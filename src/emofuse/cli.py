@@ -284,9 +284,13 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="output folder (overrides the config's `out`)")] = None,
     workers: Workers = 1,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for fitting (default 1)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue a [finetune] run from its out/checkpoint.pt")] = False,
+    stop_after_steps: Annotated[Optional[int], typer.Option(min=1, help="a [finetune] run: pause after N steps "
+                                                            "(checkpoint written; continue with --resume)")] = None,
     no_progress: NoProgress = False,
 ) -> None:
-    """Train and evaluate a linear head or a fusion network from a config (report.md, results.json, plots)."""
+    """Train and evaluate a linear head, a fusion network or a fine-tuned text encoder from a config
+    (report.md or results.json, plots)."""
     from dataclasses import replace
 
     from .training.config import load_config
@@ -295,7 +299,21 @@ def train(
     cfg = load_config(config)
     if out is not None:
         cfg = replace(cfg, out=str(out))
-    r = run(cfg, workers=workers, progress=not no_progress, save=save, threads=threads)
+    r = run(cfg, workers=workers, progress=not no_progress, save=save, threads=threads, resume=resume,
+            stop_after_steps=stop_after_steps)
+    if r.get("stopped"):
+        print(f"{cfg.name}: paused at epoch {r['epoch']}, step {r['step']} of {r['steps_per_epoch']}; "
+              f"checkpoint {r['checkpoint']}; continue with: emofuse train {config} --resume")
+        return
+    if cfg.finetune is not None:
+        dev = r.get("dev", {}).get("per_corpus", {})
+        figs = "  ".join(f"{c} {m} {dev[c][m]:.3f}" for c, m in cfg.finetune.select if c in dev)
+        print(f"{cfg.name} (finetune): best epoch {r['best_epoch']} of {cfg.finetune.epochs} on the selection part; "
+              f"dev (validation figures): {figs}  ({r['train_seconds']:.0f} s training)")
+        print(f"results: {Path(cfg.out) / 'results.json'}")
+        if "saved" in r:
+            print(f"saved: {r['saved']} (LoRA adapters, {LORA_NOTE})")
+        return
     s = r["summary"]
     what = cfg.fusion.model if cfg.fusion is not None else "linear"
     extra = f", C per split {r['chosen_C']}" if "chosen_C" in r else ""
@@ -308,6 +326,9 @@ def train(
     print(f"report: {Path(cfg.out) / 'report.md'}")
     if "saved" in r:
         print(f"saved: {r['saved']['path']} ({r['saved']['what']})")
+
+
+LORA_NOTE = "merged into MiniLM by `emofuse setup`"
 
 
 @app.command()

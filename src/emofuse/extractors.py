@@ -130,7 +130,9 @@ class Extractor:
             return "face-v1"
         from .features import text as tf
 
-        return f"text-minilm-graph-{tf.MINILM_GRAPH_VERSION}" if self.config.encoder == "minilm-l6" else "text-v1"
+        if self.config.encoder.startswith("minilm-l6"):  # a fine-tuned variant: keyed by its adapter's bytes too
+            return f"text-minilm-graph-{tf.graph_version(self.config.encoder)}"
+        return "text-v1"
 
     def model_sha256(self) -> str | None:
         from .store import COMPONENTS
@@ -321,8 +323,8 @@ def _voice(asr: str, span: str = "speech") -> Extractor:
                      f"{asr} encoder states of the utterance, pooled (mean + std)")
 
 
-def _text(name: str, enc: str, comp: str, what: str, prefix: str | None = None) -> Extractor:
-    return Extractor(name, "text", TextConfig(enc, comp, prefix), _load_text, _compute_text, what)
+def _text(name: str, enc: str, comp: str, what: str, prefix: str | None = None, analysis: bool = True) -> Extractor:
+    return Extractor(name, "text", TextConfig(enc, comp, prefix), _load_text, _compute_text, what, analysis)
 
 
 EXTRACTORS: Registry[Extractor] = Registry("extractor", {e.name: e for e in (
@@ -330,7 +332,10 @@ EXTRACTORS: Registry[Extractor] = Registry("extractor", {e.name: e for e in (
     _voice("whisper-tiny.en"),
     _voice("whisper-base", span="clip"),
     _voice("whisper-tiny.en", span="clip"),
-    _text("text-minilm-l6", "minilm-l6", "minilm-l6", "MiniLM-L6 sentence embedding of the transcript (English lines)"),
+    _text("text-minilm-l6", "minilm-l6", "minilm-l6", "MiniLM-L6 sentence embedding of the transcript (English lines; "
+          "the frozen encoder, a baseline: the analysis reads text-minilm-l6-emo)", analysis=False),
+    _text("text-minilm-l6-emo", "minilm-l6-emo", "minilm-l6",
+          "MiniLM-L6 fine-tuned for emotion (LoRA, weights/text-minilm-l6-emo.lora.safetensors) on the transcript"),
     _text("text-e5-small", "e5-small", "e5-small-q4",
           "multilingual E5-small embedding of the transcript (non-English lines)", "passage"),
     Extractor("voice-whisper-base-seq", "voice", VoiceSeqConfig("whisper-base"), _load_voice, _compute_voice_seq,

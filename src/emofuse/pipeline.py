@@ -80,6 +80,9 @@ class AnalyzerOptions:
                                  "honoured; use whisper-base for other languages, or leave --language out")
 
 
+# The text encoder per script (emofuse.features.text.ENCODERS); the shipped head of each reads its extractor.
+TEXT_ENCODERS = {"en": "minilm-l6-emo", "other": "e5-small"}
+
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
@@ -104,7 +107,8 @@ class Analyzer:
         self.sources: dict[str, str | None] = {
             "voice": for_analysis("voice", asr_model=options.asr_model, span="speech"),
             "voice-seq": for_analysis("voice", asr_model=options.asr_model, sequence=True),
-            "text-en": for_analysis("text", encoder="minilm-l6"), "text-other": for_analysis("text", encoder="e5-small")}
+            "text-en": for_analysis("text", encoder=TEXT_ENCODERS["en"]),
+            "text-other": for_analysis("text", encoder=TEXT_ENCODERS["other"])}
         # A rule, or a trained network whose inputs come from the features computed below (segment_fusion.pipeline_sources()).
         self.fuse: Any = segment_fusion.build(
             options.fusion or ("confidence" if options.checkpoint is None else None), options.checkpoint,
@@ -169,7 +173,7 @@ class Analyzer:
         return self._face
 
     def _text_expert(self, lang: str) -> tuple[Any, LinearHead]:
-        key = "minilm-l6" if lang == "en" else "e5-small"
+        key = TEXT_ENCODERS["en" if lang == "en" else "other"]
         if key not in self._text:
             from .features.text import get_encoder
 

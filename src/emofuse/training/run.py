@@ -498,9 +498,19 @@ def _metrics_record(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save: str | Path | None = None,
-        threads: int | None = None) -> dict[str, Any]:
+        threads: int | None = None, resume: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Run the experiment of ``cfg`` (see the module docstring); writes the outputs into ``cfg.out``,
-    the trained head or network to ``save`` when given, and returns the results dict."""
+    the trained head or network to ``save`` when given, and returns the results dict. A ``[finetune]``
+    run goes to :func:`emofuse.training.finetune.run_finetune` (``resume``: continue its checkpoint;
+    ``stop_after_steps``: pause after that many steps)."""
+    if cfg.finetune is not None:
+        from .finetune import run_finetune
+
+        return run_finetune(cfg, cfg.finetune, save=save, resume=resume, progress=progress,
+                            stop_after_steps=stop_after_steps)
+    if resume or stop_after_steps is not None:
+        raise InputError(f"{cfg.name}: --resume / --stop-after-steps are for [finetune] runs; linear heads and fusion networks "
+                         "are trained from the start each time")
     t0 = time.perf_counter()
     if save is not None and cfg.data.normalize != "none":
         raise InputError(f"{cfg.name}: saving needs data.normalize = \"none\": `emofuse analyze` sees one "
