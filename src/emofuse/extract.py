@@ -61,7 +61,8 @@ def fingerprint(it: Item, modality: str) -> str:
 
     The file *name*, not the path as written: a relative and an absolute data root (or a moved copy
     of the corpus) must hit the same cache rows; the key already says which item it is. Content, not
-    mtime: a corpus copied, re-synced or unpacked again keeps its cache (hashing costs ~0.3 s for 150 MB)."""
+    mtime: a corpus copied, re-synced or unpacked again keeps its cache (hashing the 149 MB of the four speech
+    corpora took 5.2 s cold, 1.0 s warm, once per process)."""
     if modality == "text":
         return hashlib.sha1((it.text or "").encode("utf-8")).hexdigest()[:16]
     if not it.paths:
