@@ -217,6 +217,13 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     """Train (or resume) the adapters of ``cfg`` (a TrainConfig with a ``[finetune]`` table); returns the results.
     ``stop_after_steps``: train at most that many steps in this call, write the checkpoint and return
     ``{"stopped": True, ...}`` (continue with ``resume=True``), for runs longer than one sitting."""
+    out = Path(cfg.out)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists() and not resume:  # checked before anything heavy is imported or read
+        raise InputError(f"{ckpt} exists: continue that run with `emofuse train ... --resume`, or delete the folder "
+                         f"{out} to start again")
+    if resume and not ckpt.exists():
+        raise InputError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
     import torch
     from tokenizers import Tokenizer
 
@@ -224,13 +231,6 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     from .data import labelled
     from .protocols import carve_val
 
-    out = Path(cfg.out)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists() and not resume:
-        raise InputError(f"{ckpt} exists: continue that run with `emofuse train ... --resume`, or delete the folder "
-                         f"{out} to start again")
-    if resume and not ckpt.exists():
-        raise InputError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(opts.threads)
     data = labelled(cfg.data.corpora, cfg.data.root, "canonical", cfg.data.limit, cfg.seed)
