@@ -100,16 +100,26 @@ def prosody(audio: np.ndarray, sr: int = 16000) -> np.ndarray:
                      onsets / max(0.1, len(x) / sr), e.mean(), e.std(), e10, e90, e90 - e10], dtype=np.float32)
 
 
+def _load_rows(cache: Path) -> dict[str, np.ndarray]:
+    """Rows cached by item key in an npz (``keys``, ``rows``); empty when absent."""
+    if not cache.exists():
+        return {}
+    with np.load(cache) as z:
+        return dict(zip(z["keys"].tolist(), z["rows"]))
+
+
+def _save_rows(cache: Path, have: dict[str, np.ndarray]) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, keys=np.array(list(have)), rows=np.stack(list(have.values())))
+
+
 def prosody_table(items, cache: Path) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Prosody rows of ``items``, computed once into ``cache`` (an npz keyed by item key)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from emofuse.corpora import item_key
 
-    have: dict[str, np.ndarray] = {}
-    if cache.exists():
-        with np.load(cache) as z:
-            have = dict(zip(z["keys"].tolist(), z["rows"]))
+    have = _load_rows(cache)
     todo = [it for it in items if item_key(it) not in have]
     if todo:
         t = time.perf_counter()
@@ -117,8 +127,7 @@ def prosody_table(items, cache: Path) -> np.ndarray:  # type: ignore[no-untyped-
             rows = list(ex.map(_prosody_of, [str(it.paths[0]) for it in todo], chunksize=32))
         secs = time.perf_counter() - t
         have.update({item_key(it): r for it, r in zip(todo, rows)})
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, keys=np.array(list(have)), rows=np.stack(list(have.values())))
+        _save_rows(cache, have)
         print(f"prosody of {len(todo)} clips: {secs:.0f} s on 2 processes")
     return np.stack([have[item_key(it)] for it in items])
 
@@ -194,10 +203,7 @@ def augmented_table(items, extractor: str, copy: int, cache: Path) -> np.ndarray
     from emofuse.corpora import item_key
     from emofuse.extractors import speaker_order
 
-    have: dict[str, np.ndarray] = {}
-    if cache.exists():
-        with np.load(cache) as z:
-            have = dict(zip(z["keys"].tolist(), z["rows"]))
+    have = _load_rows(cache)
     todo = [it for it in items if item_key(it) not in have]
     groups: dict[str, list] = {}
     for it in todo:
@@ -212,8 +218,7 @@ def augmented_table(items, extractor: str, copy: int, cache: Path) -> np.ndarray
             for n, (ch, rows) in enumerate(zip(chunks, ex.map(_augmented_chunk, jobs))):
                 have.update({item_key(it): r for it, r in zip(ch, rows)})
                 if n % 10 == 9 or n == len(chunks) - 1:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    np.savez(cache, keys=np.array(list(have)), rows=np.stack(list(have.values())))
+                    _save_rows(cache, have)
                     print(f"augmented copy {copy}: {n + 1}/{len(chunks)} chunks, {time.perf_counter() - t:.0f} s", flush=True)
     return np.stack([have[item_key(it)] for it in items])
 

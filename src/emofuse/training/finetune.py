@@ -321,6 +321,10 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
 
             save_file({k: v.contiguous() for k, v in best_tensors.items()}, str(out / "best.safetensors"))
 
+    def paused(epoch: int, step: int, n_batches: int) -> dict[str, Any]:
+        return {"name": cfg.name, "kind": "finetune", "stopped": True, "epoch": epoch, "step": step,
+                "steps_per_epoch": n_batches, "checkpoint": str(ckpt)}
+
     t_start = time.perf_counter() - st.seconds
     budget = stop_after_steps
     while st.epoch < opts.epochs:
@@ -348,8 +352,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
             if budget is not None and seen >= budget and st.step < len(batches):
                 st.seconds = time.perf_counter() - t_start
                 save_ckpt()
-                return {"name": cfg.name, "kind": "finetune", "stopped": True, "epoch": st.epoch + 1,
-                        "step": st.step, "steps_per_epoch": len(batches), "checkpoint": str(ckpt)}
+                return paused(st.epoch + 1, st.step, len(batches))
         score, per = _score(S_y, predict(S_ids).argmax(1), S_c, opts.select)
         st.history.append({"epoch": st.epoch + 1, "selection": score, "per_corpus": per})
         if progress:
@@ -364,8 +367,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
         if budget is not None:
             budget -= seen
             if budget <= 0 and st.epoch < opts.epochs:
-                return {"name": cfg.name, "kind": "finetune", "stopped": True, "epoch": st.epoch, "step": 0,
-                        "steps_per_epoch": len(batches), "checkpoint": str(ckpt)}
+                return paused(st.epoch, 0, len(batches))
 
     # the kept adapters, scored once on dev
     from safetensors.torch import load_file
