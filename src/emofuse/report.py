@@ -21,12 +21,16 @@ def _fmt_time(t: float) -> str:
 
 
 def table(r: AnalysisResult | AnalysisError) -> "RenderableType":
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     if isinstance(r, AnalysisError):
         return Text(f"✗ {r.error}", style="bold red")
-    t = Table(title=f"{r.input}  ({r.kind}, {r.duration:.1f} s)", title_justify="left", expand=False)
+    # The heading sits above the table, not in its title: a title wraps at the table's width, which for
+    # narrow tables cut long paths mid-name; a line of its own wraps only at the console's width.
+    head = Text(f"{r.input}  ({r.kind}, {r.duration:.1f} s)", style="italic")
+    t = Table(expand=False)
     t.add_column("time", no_wrap=True)
     t.add_column("text", overflow="fold", min_width=24, max_width=60)
     for m in MODALITIES:
@@ -52,7 +56,7 @@ def table(r: AnalysisResult | AnalysisError) -> "RenderableType":
     cap += [f"note: {n}" for n in r.notes]
     t.caption = "\n".join(cap)
     t.caption_justify = "left"
-    return t
+    return Group(head, t)
 
 
 def plot_timeline(r: AnalysisResult, path: str | Path) -> Path:
