@@ -220,4 +220,8 @@ def cases() -> list[Case]:
         Case("text_1mb_line", _text("long.txt", ("word " * 210_000).encode()), "result", ("256 tokens",),
              kind="textfile"),
         Case("text_missing", lambda t: t / "no_such_lines.txt", "error", ("cannot read",), kind="textfile"),
+        Case("text_blank_lines_kept", _text("gaps.txt", b"I am so happy!\n\n   \nGo away.\n"), "result",
+             ("2 blank line(s) (line 2, 3)",), kind="textfile"),
+        Case("text_long_chinese_line", _text("long_zh.txt", ("我今天非常开心，谢谢你们！" * 300).encode()), "result",
+             ("windows of 512 tokens",), kind="textfile"),
     ]

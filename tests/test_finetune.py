@@ -35,16 +35,21 @@ context = 1
 threads = 1
 per_epoch = {{goemotions = 12}}
 """
+REGRESS = "regress = {{emobank = [\"valence\", \"arousal\"]}}\n"
 
 
 def test_config_round_trips_and_bad_options_are_named() -> None:
     cfg = loads_config(CFG.format(out="/tmp/x", root="/tmp"))
     assert cfg.kind == "finetune" and cfg.finetune.rank == 2 and cfg.finetune.per_epoch == (("goemotions", 12),)
     assert loads_config(dump_config(cfg)) == cfg
+    cfg = loads_config((CFG + REGRESS).format(out="/tmp/x", root="/tmp"))
+    assert cfg.finetune.regress == (("emobank", ("valence", "arousal")),) and loads_config(dump_config(cfg)) == cfg
     for bad, msg in ((CFG + "loss = 'hinge'\n", "finetune.loss"), (CFG + "alpha = 0\n", "alpha"),
                      (CFG + "lr = 'fast'\n", "finetune.lr"), (CFG + "wings = 2\n", "finetune.wings"),
                      (CFG.replace("{{goemotions = 12}}", "{{isear = 12}}"), "finetune.per_epoch.isear"),
-                     (CFG + "[model]\nkind = 'linear'\n", "a [finetune] run has no [model]")):
+                     (CFG + "[model]\nkind = 'linear'\n", "a [finetune] run has no [model]"),
+                     (CFG + "regress = {{emobank = ['joy']}}\n", "finetune.regress.emobank"),
+                     (CFG + "regress = {{nocorpus = ['valence']}}\n", "finetune.regress.nocorpus: unknown corpus")):
         with pytest.raises(InputError, match=msg.replace("[", r"\[")):
             loads_config(bad.format(out="/tmp/x", root="/tmp"))
 
@@ -74,21 +79,36 @@ def test_a_paused_run_resumes_to_the_same_adapters(tmp_path: Path, data_root: Pa
 
     if not is_ready("minilm-l6"):
         pytest.skip("MiniLM not set up: run `emofuse setup`")
-    if not (data_root / "text" / "meld").is_dir() or not (data_root / "text" / "goemotions").is_dir():
-        pytest.skip("MELD / GoEmotions not in the shared data")
-    whole = loads_config(CFG.format(out=tmp_path / "whole", root=data_root))
-    r = run(whole, progress=False, save=tmp_path / "whole.safetensors")
-    assert r["best_epoch"] in (1, 2) and set(r["dev"]["per_corpus"]) == {"meld", "goemotions"}
-    meta = json.loads(__import__("safetensors").safe_open(str(tmp_path / "whole.safetensors"), "np").metadata()["emofuse"])
+    if not all((data_root / "text" / c).is_dir() for c in ("meld", "goemotions", "emobank")):
+        pytest.skip("MELD / GoEmotions / EmoBank not in the shared data")
+    whole = loads_config((CFG + REGRESS).format(out=tmp_path / "whole", root=data_root))
+    with pytest.raises(InputError, match="NAME.lora.safetensors"):
+        run(whole, progress=False, save=tmp_path / "whole.safetensors")  # refused before training
+    r = run(whole, progress=False, save=tmp_path / "whole.lora.safetensors")
+    assert r["best_epoch"] in (1, 2) and set(r["dev"]["per_corpus"]) == {"meld", "goemotions", "emobank"}
+    assert set(r["dev"]["per_corpus"]["emobank"]) == {"valence", "arousal"} and r["calibration"]["temperature"] > 0
+    meta = json.loads(__import__("safetensors").safe_open(str(tmp_path / "whole.lora.safetensors"), "np").metadata()["emofuse"])
     assert meta["format"] == "emofuse-lora/1" and meta["rank"] == 2 and meta["context"] == 1
-    paused = loads_config(CFG.format(out=tmp_path / "paused", root=data_root))
+    # the network's own heads, for the extractor with these adapters merged, temperature folded in
+    from emofuse.checkpoints import load_head
+    from emofuse.extractors import EXTRACTORS
+
+    head = load_head(tmp_path / "whole.safetensors")
+    a = load_file(str(tmp_path / "whole.lora.safetensors"))
+    assert head.feature.identity == EXTRACTORS["text-minilm-l6-emo"].config_hash(adapter=tmp_path / "whole.lora.safetensors")
+    assert head.feature.identity != EXTRACTORS["text-minilm-l6-emo"].config_hash()  # not the installed adapter's
+    t = head.meta["training"]["calibration"]["temperature"]
+    np.testing.assert_allclose(head.W * t, a["head.weight"].astype(np.float32).T, atol=2e-3)
+    np.testing.assert_allclose(head.R, a["va.weight"].astype(np.float32).T, atol=2e-3)
+    assert (head.mean == 0).all() and (head.scale == 1).all()
+    paused = loads_config((CFG + REGRESS).format(out=tmp_path / "paused", root=data_root))
     p = run(paused, progress=False, stop_after_steps=3)
     assert p["stopped"] and p["step"] == 3
     with pytest.raises(InputError, match="--resume"):
         run(paused, progress=False)  # a checkpoint is never overwritten silently
-    run(paused, progress=False, resume=True, save=tmp_path / "paused.safetensors")
-    a, b = load_file(str(tmp_path / "whole.safetensors")), load_file(str(tmp_path / "paused.safetensors"))
-    assert a.keys() == b.keys() and len(a) == 6 * 6 * 2 + 2
+    run(paused, progress=False, resume=True, save=tmp_path / "paused.lora.safetensors")
+    b = load_file(str(tmp_path / "paused.lora.safetensors"))
+    assert a.keys() == b.keys() and len(a) == 6 * 6 * 2 + 2 + 2
     for k in a:
         np.testing.assert_allclose(a[k].astype(np.float32), b[k].astype(np.float32), atol=2e-3, err_msg=k)
     assert not np.allclose(a["layers.0.q.B"].astype(np.float32), 0)  # the adapters did train

