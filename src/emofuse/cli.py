@@ -284,8 +284,8 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="output folder (overrides the config's `out`)")] = None,
     workers: Workers = 1,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for fitting (default 1)")] = None,
-    resume: Annotated[bool, typer.Option(help="continue a [finetune] run from its out/checkpoint.pt")] = False,
-    stop_after_steps: Annotated[Optional[int], typer.Option(min=1, help="a [finetune] run: pause after N steps "
+    resume: Annotated[bool, typer.Option(help="continue a [finetune] or [face_cnn] run from its out/checkpoint.pt")] = False,
+    stop_after_steps: Annotated[Optional[int], typer.Option(min=1, help="a [finetune] or [face_cnn] run: pause after N steps "
                                                             "(checkpoint written; continue with --resume)")] = None,
     no_progress: NoProgress = False,
 ) -> None:
@@ -313,6 +313,16 @@ def train(
         print(f"results: {Path(cfg.out) / 'results.json'}")
         if "saved" in r:
             print(f"saved: {r['saved']} (LoRA adapters, {LORA_NOTE})")
+        return
+    if cfg.face_cnn is not None:
+        t = r.get("test")
+        figs = (f"held-out {'/'.join(t['split'])} split: accuracy {t['WA']:.3f}, balanced {t['UA']:.3f}" if t
+                else "no held-out split")
+        print(f"{cfg.name} (face_cnn): best epoch {r['best_epoch']} of {cfg.face_cnn.epochs} on the selection part "
+              f"(accuracy {r['selection']['WA']:.3f}); {figs}  ({r['train_seconds']:.0f} s training)")
+        print(f"results: {Path(cfg.out) / 'results.json'}")
+        if "saved" in r:
+            print(f"saved: {r['saved']} (`emofuse setup` exports its ONNX graph)")
         return
     s = r["summary"]
     what = cfg.fusion.model if cfg.fusion is not None else "linear"

@@ -60,6 +60,7 @@ from .data import LABEL_SETS, NORMALIZE
 from .networks import TrainOptions
 
 if TYPE_CHECKING:
+    from .face_cnn import FaceCNNOptions
     from .finetune import FinetuneOptions
 
 __all__ = ["DataConfig", "FusionSection", "ModelConfig", "ProtocolConfig", "RegressionConfig", "TrainConfig",
@@ -192,16 +193,18 @@ class TrainConfig:
     extra_protocols: tuple[ProtocolConfig, ...] = ()  # reported beside the first
     licence: str = ""
     finetune: "FinetuneOptions | None" = None  # a fine-tuned text encoder (emofuse.training.finetune)
+    face_cnn: "FaceCNNOptions | None" = None  # the face-expression CNN (emofuse.training.face_cnn)
 
     def __post_init__(self) -> None:
-        need = {"linear": (True, False), "network": (False, True), "finetune": (False, False)}[self.kind]
+        need = {"linear": (True, False), "network": (False, True)}.get(self.kind, (False, False))
         if (self.data.extractor is not None, bool(self.data.modalities)) != need:
             raise InputError("data: a linear head reads data.extractor, a [fusion] network data.modalities, a "
-                             "[finetune] run neither (it reads the corpora's text)")
+                             "[finetune] or [face_cnn] run neither (it reads the corpora itself)")
 
     @property
     def kind(self) -> str:
-        return "network" if self.fusion is not None else "finetune" if self.finetune is not None else "linear"
+        return ("network" if self.fusion is not None else "finetune" if self.finetune is not None else
+                "face_cnn" if self.face_cnn is not None else "linear")
 
     @property
     def protocols(self) -> tuple[ProtocolConfig, ...]:
@@ -446,26 +449,41 @@ def _finetune(c: _Checker, fd: Any, corpora: tuple[str, ...]) -> "FinetuneOption
             fd[key] = tuple((str(k), v) for k, v in t.items())
     if "targets" in fd:
         fd["targets"] = tuple(fd["targets"]) if isinstance(fd["targets"], list) else fd["targets"]
+    return _options(c, fd, FinetuneOptions, "finetune")
+
+
+def _options(c: _Checker, fd: dict[str, Any], cls: Any, section: str) -> Any:
+    """``cls(**fd)`` for an options dataclass whose fields have scalar or tuple defaults, each value's type
+    checked against its default's (ints accepted for floats)."""
     for k, v in fd.items():
-        default = next(f.default for f in dataclasses.fields(FinetuneOptions) if f.name == k)
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == k)
         ok = (isinstance(v, tuple) if isinstance(default, tuple) else
               isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(default, float) else
               isinstance(v, type(default)) and not (isinstance(v, bool) and not isinstance(default, bool)))
         if not ok:
-            raise c.fail(f"finetune.{k}", f"must be a {type(default).__name__}, not {v!r}")
+            raise c.fail(f"{section}.{k}", f"must be a {type(default).__name__}, not {v!r}")
         if isinstance(default, float):
             fd[k] = float(v)
     try:
-        return FinetuneOptions(**fd)
+        return cls(**fd)
     except InputError as e:
         raise InputError(f"{c.where}: {e}") from None
+
+
+def _face_cnn(c: _Checker, fd: Any) -> "FaceCNNOptions":
+    from .face_cnn import FaceCNNOptions
+
+    fd = dict(c.table(fd, "face_cnn"))
+    c.keys(fd, "face_cnn.", tuple(f.name for f in dataclasses.fields(FaceCNNOptions)), ())
+    return _options(c, fd, FaceCNNOptions, "face_cnn")
 
 
 def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     """Validate a parsed TOML document and build the :class:`TrainConfig`."""
     c = _Checker(where)
     c.table(d, "<top>")
-    c.keys(d, "", ("name", "seed", "out", "licence", "data", "protocol", "model", "fusion", "regression", "finetune"),
+    c.keys(d, "", ("name", "seed", "out", "licence", "data", "protocol", "model", "fusion", "regression", "finetune",
+                   "face_cnn"),
            ("data",))
     name = c.string(d.get("name", Path(where).stem if where != "config" else "run"), "name")
     seed = c.integer(d.get("seed", 0), "seed")
@@ -474,10 +492,11 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     network = "fusion" in d
     if network and ("model" in d or "regression" in d):
         raise c.fail("model" if "model" in d else "regression", "a [fusion] run has no [model] or [regression] table")
-    finetune = "finetune" in d
-    if finetune and (bad := [k for k in ("model", "regression", "fusion") if k in d]):
-        raise c.fail(bad[0], "a [finetune] run has no [model], [regression] or [fusion] table")
-    data = _data(c, c.table(d["data"], "data"), network, finetune)
+    finetune, face = "finetune" in d, "face_cnn" in d
+    for own in ("finetune", "face_cnn"):
+        if own in d and (bad := [k for k in ("model", "regression", "fusion", "finetune", "face_cnn") if k in d and k != own]):
+            raise c.fail(bad[0], f"a [{own}] run has no [model], [regression], [fusion] or other training table")
+    data = _data(c, c.table(d["data"], "data"), network, finetune or face)
     pd = d.get("protocol", {})
     plist = pd if isinstance(pd, list) else [pd]
     if not plist:
@@ -490,6 +509,9 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
                            extra_protocols=protocols[1:], licence=licence)
     if finetune:
         return TrainConfig(name, data, protocols[0], None, seed, out, finetune=_finetune(c, d["finetune"], data.corpora),
+                           extra_protocols=protocols[1:], licence=licence)
+    if face:
+        return TrainConfig(name, data, protocols[0], None, seed, out, face_cnn=_face_cnn(c, d["face_cnn"]),
                            extra_protocols=protocols[1:], licence=licence)
     model = _model(c, d.get("model", {}), data.corpora)
     regression = _regression(c, d["regression"]) if "regression" in d else None
@@ -565,6 +587,8 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
         out["finetune"] = ft | {"targets": list(ft["targets"]), "per_epoch": dict(cfg.finetune.per_epoch),
                                 "select": dict(cfg.finetune.select),
                                 "regress": {k: list(v) for k, v in cfg.finetune.regress}}
+    if cfg.face_cnn is not None:
+        out["face_cnn"] = dataclasses.asdict(cfg.face_cnn)
     return out
 
 
@@ -613,7 +637,7 @@ def dump_config(cfg: TrainConfig) -> str:
     protos = d["protocol"] if isinstance(d["protocol"], list) else [d["protocol"]]
     for p in protos:
         lines += _table("protocol", p, array=len(protos) > 1)
-    for key in ("model", "regression", "fusion", "finetune"):
+    for key in ("model", "regression", "fusion", "finetune", "face_cnn"):
         if key in d:
             lines += _table(key, d[key])
     return "\n".join(lines) + "\n"

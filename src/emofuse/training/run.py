@@ -508,8 +508,13 @@ def run(cfg: TrainConfig, workers: int = 1, progress: bool = True, save: str | P
 
         return run_finetune(cfg, cfg.finetune, save=save, resume=resume, progress=progress,
                             stop_after_steps=stop_after_steps)
+    if cfg.face_cnn is not None:
+        from .face_cnn import run_face_cnn
+
+        return run_face_cnn(cfg, cfg.face_cnn, save=save, resume=resume, progress=progress,
+                            stop_after_steps=stop_after_steps)
     if resume or stop_after_steps is not None:
-        raise InputError(f"{cfg.name}: --resume / --stop-after-steps are for [finetune] runs; linear heads and fusion networks "
+        raise InputError(f"{cfg.name}: --resume / --stop-after-steps are for [finetune] and [face_cnn] runs; linear heads and fusion networks "
                          "are trained from the start each time")
     t0 = time.perf_counter()
     if save is not None and cfg.data.normalize != "none":

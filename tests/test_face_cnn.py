@@ -1,0 +1,92 @@
+"""The face-expression CNN (emofuse.training.face_cnn, emofuse.features.face_net): config checks, the
+augmentation, and a tiny real run on FER2013 that is paused, resumed, compared with an uninterrupted one,
+saved and exported to the ONNX graph the analysis runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emofuse.errors import InputError
+from emofuse.training.config import dump_config, loads_config
+
+CFG = """
+name = "face"
+seed = 0
+out = "{out}"
+[data]
+corpora = ["fer2013"]
+root = "{root}"
+limit = 120
+[protocol]
+name = "holdout"
+[face_cnn]
+width = 4
+epochs = 2
+batch_size = 16
+checkpoint_every = 2
+threads = 1
+val_fraction = 0.2
+"""
+
+
+def test_config_round_trips_and_bad_options_are_named() -> None:
+    cfg = loads_config(CFG.format(out="/tmp/x", root="/tmp"))
+    assert cfg.kind == "face_cnn" and cfg.face_cnn.width == 4 and loads_config(dump_config(cfg)) == cfg
+    for bad, msg in ((CFG + "select = 'top5'\n", "face_cnn.select"), (CFG + "lr = 'fast'\n", "face_cnn.lr"),
+                     (CFG + "erase = 2.0\n", "erase in"), (CFG + "wings = 1\n", "face_cnn.wings"),
+                     (CFG + "[finetune]\nrank = 2\n", "run has no .*other training table")):
+        with pytest.raises(InputError, match=msg):
+            loads_config(bad.format(out="/tmp/x", root="/tmp"))
+
+
+def test_augmentation_keeps_shape_and_range_and_is_seeded() -> None:
+    import torch
+
+    from emofuse.training.face_cnn import FaceCNNOptions, augment
+
+    x = torch.rand(8, 1, 48, 48)
+    opts = FaceCNNOptions()
+    a = augment(torch, x, opts, torch.Generator().manual_seed(1))
+    b = augment(torch, x, opts, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and float(a.min()) >= 0 and float(a.max()) <= 1 and torch.equal(a, b)
+    assert not torch.allclose(a, x)
+    plain = augment(torch, x, FaceCNNOptions(rotate=0, scale=0, shift=0, flip=False, erase=0),
+                    torch.Generator().manual_seed(1))
+    assert torch.allclose(plain, x, atol=1e-5)  # the identity map samples the image back
+
+
+@pytest.mark.slow
+def test_a_paused_run_resumes_to_the_same_weights_and_exports(tmp_path: Path, data_root: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.numpy import load_file
+
+    from emofuse.features.face_net import export_onnx
+    from emofuse.training.run import run
+
+    if not (data_root / "faces" / "fer2013").is_dir():
+        pytest.skip("FER2013 not in the shared data")
+    monkeypatch.setenv("EMOFUSE_CACHE", str(tmp_path / "cache"))  # the decoded faces are cached there
+    whole = loads_config(CFG.format(out=tmp_path / "whole", root=data_root))
+    with pytest.raises(InputError, match=".safetensors"):
+        run(whole, progress=False, save=tmp_path / "face.onnx")  # refused before training
+    r = run(whole, progress=False, save=tmp_path / "whole.safetensors")
+    assert r["best_epoch"] in (1, 2) and r["test"]["split"] == ["val"] and r["calibration"]["temperature"] > 0
+    paused = loads_config(CFG.format(out=tmp_path / "paused", root=data_root))
+    p = run(paused, progress=False, stop_after_steps=3)
+    assert p["stopped"] and p["step"] == 3
+    with pytest.raises(InputError, match="--resume"):
+        run(paused, progress=False)  # a checkpoint is never overwritten silently
+    run(paused, progress=False, resume=True, save=tmp_path / "paused.safetensors")
+    a, b = load_file(str(tmp_path / "whole.safetensors")), load_file(str(tmp_path / "paused.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k].astype(np.float32), b[k].astype(np.float32), atol=2e-3, err_msg=k)
+    onnx = export_onnx(tmp_path / "whole.safetensors", tmp_path / "face.onnx")  # checked against torch inside
+    import onnxruntime as ort
+
+    z = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(
+        None, {"faces": np.random.default_rng(0).random((3, 1, 48, 48), dtype=np.float32)})[0]
+    assert z.shape == (3, 7) and np.isfinite(z).all()
