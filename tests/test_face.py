@@ -88,13 +88,45 @@ def _obs(label: str, mode: str = "detected") -> ff.FaceObservation:
 def test_summarize_averages_frames_with_a_face():
     out = ff.FaceAnalyzer.summarize([_obs("happy"), None, _obs("sad"), _obs("happy")])
     assert out is not None
-    assert out.extra == {"frames": 3, "frames_total": 4, "mode": "detected"}
+    assert out.extra == {"frames": 3, "frames_total": 4, "mode": "detected", "faces_max": 1}
     assert max(out.probs, key=out.probs.get) == "happy"
     assert out.probs["happy"] == pytest.approx((0.94 * 2 + 0.01) / 3)
     assert sum(out.probs.values()) == pytest.approx(1.0)
     assert ff.FaceAnalyzer.summarize([None, None]) is None
     assert ff.FaceAnalyzer.summarize([]) is None
     assert ff.FaceAnalyzer.summarize([_obs("sad", "whole-image"), _obs("sad")]).extra["mode"] == "mixed"
+
+
+def _frame(*faces: tuple[tuple[int, int, int, int], str]) -> ff.FaceObservation:
+    seen = tuple(ff.SeenFace(box, 0.9, _obs(lab).probs) for box, lab in faces)
+    return ff.FaceObservation(seen[0].box, 0.9, seen[0].probs, "detected", len(seen), seen)
+
+
+def test_faces_are_tracked_across_frames_and_segments_read_the_most_present_one():
+    a, b = (0, 0, 40, 40), (100, 0, 130, 30)  # person A (larger) left, person B right
+    moved = (4, 2, 44, 42)  # A a little later: IoU with a = 0.72
+    frames = [_frame((a, "happy"), (b, "sad")), _frame((moved, "happy"), (b, "sad")), None,
+              _frame((b, "sad")), _frame((b, "sad"))]
+    tracked = ff.track_faces([0.0, 0.2, 0.4, 0.6, 0.8], frames)
+    ids = [[f.track for f in o.seen] if o is not None else None for o in tracked]
+    assert ids == [[0, 1], [0, 1], None, [1], [1]]
+    # B is in 4 of the frames, A in 2: B's face is read, though A is the larger where both are seen
+    out = ff.FaceAnalyzer.summarize(tracked, tracked=True)
+    assert out is not None and out.extra["track"] == 1 and out.extra["tracks"] == 2 and out.extra["frames"] == 4
+    assert max(out.probs, key=out.probs.get) == "sad"
+    first = ff.FaceAnalyzer.summarize(tracked[:2], tracked=True)  # a tie in frames: the larger face
+    assert first is not None and first.extra["track"] == 0 and max(first.probs, key=first.probs.get) == "happy"
+    # a gap longer than max_gap starts a new track
+    late = ff.track_faces([0.0, 5.0], [_frame((a, "happy")), _frame((a, "happy"))])
+    assert [o.seen[0].track for o in late if o is not None] == [0, 1]
+
+
+def test_an_image_lists_every_classified_face():
+    o = _frame(((0, 0, 40, 40), "happy"), ((50, 0, 80, 30), "angry"))
+    out = ff.FaceAnalyzer.summarize([o])
+    assert out is not None and max(out.probs, key=out.probs.get) == "happy"
+    assert [max(f["probs"], key=f["probs"].get) for f in out.extra["faces"]] == ["happy", "angry"]
+    assert out.extra["faces"][1]["box"] == [50, 0, 80, 30]
 
 
 # ------------------------------------------------------------------------------------------------ slow
@@ -157,6 +189,10 @@ def test_multi_face_photo_uses_the_largest(analyzer, media):
     o = analyzer.analyze_image(img)
     assert o is not None and o.faces == len(dets)
     assert np.abs(np.subtract(o.box, dets[0][0])).max() <= 1  # the largest box (rounded to pixels)
+    big = [d for d in dets if max(d[0][2] - d[0][0], d[0][3] - d[0][1]) >= analyzer.options.min_face_side]
+    assert len(o.seen) == min(len(big), analyzer.options.max_faces) >= 3 and o.seen[0].box == o.box
+    out = analyzer.summarize([o])
+    assert out is not None and len(out.extra["faces"]) == len(o.seen)
 
 
 @pytest.mark.slow

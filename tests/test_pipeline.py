@@ -104,6 +104,18 @@ def test_silent_video_without_audio_stream_is_face_only(analyzer: Analyzer, medi
     assert r.segments and all(list(s.modalities) == ["face"] for s in r.segments)
 
 
+def test_two_people_in_view_are_two_tracks(analyzer: Analyzer, media: Path, tmp_path: Path) -> None:
+    import av
+
+    with av.open(str(media / "single_face.jpg")) as c:
+        img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    two = np.ascontiguousarray(np.concatenate([img, img[:, ::-1]], axis=1))  # the face and its mirror, side by side
+    r = analyzer.analyze(write_silent_video(tmp_path / "two.mp4", seconds=3, fps=10, image=two))
+    assert any("2 face tracks (people) in view" in n for n in r.notes), r.notes
+    face = r.segments[0].modalities["face"]
+    assert face.extra["tracks"] == 2 and face.extra["track"] in (0, 1) and face.extra["faces_max"] == 2
+
+
 def test_bad_inputs_in_a_batch_cost_only_their_own_result(analyzer: Analyzer, media: Path, tmp_path: Path) -> None:
     bad = make_bad_inputs(tmp_path, media)
     order = ["missing", "empty", "unsupported", "garbage", "garbage_image", "silence"]

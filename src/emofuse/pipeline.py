@@ -26,7 +26,6 @@ Progress = Callable[[float], None]
 PACK_MAX_S = 20.0  # recordings at most this long share ASR windows in iter_analyze / analyze_many
 PACK_HOLD = 64  # at most this many recordings are held back for one shared transcription
 PACK_HOLD_S = 120.0  # ... and at most this much audio (four windows: only a group's last one is part-filled)
-_MULTI_FACE = "FaceOptions.max_faces > 1 averages several"
 
 
 @dataclass(frozen=True)
@@ -320,7 +319,9 @@ class Analyzer:
         notes = p.notes + (("the whole image was used as the face (no detection; looks like a face crop)",)
                            if obs.mode == "whole-image" else ())
         if obs.faces > 1:
-            notes += (f"{obs.faces} faces found: the largest was analysed ({_MULTI_FACE})",)
+            notes += (f"{obs.faces} faces found: the largest is modalities.face; details.faces gives each classified "
+                      "face (box, probabilities)" + (f", {obs.faces - len(obs.seen)} too small to classify"
+                                                     if obs.faces > len(obs.seen) else ""),)
         notes += self.fusion_notes
         return AnalysisResult(str(p.path), "image", 0.0, (seg,), notes, {"total": time.perf_counter() - t0})
 
@@ -422,14 +423,22 @@ class Analyzer:
         face_times: np.ndarray = np.zeros(0)
         face_obs: list[Any] = []
         if w.face is not None:
+            from .features.face import track_faces
+
             ft, face_obs, fnotes, timings["face"] = w.face.result()
             face_times = np.asarray(ft)
+            face_obs = track_faces(face_times, face_obs)
             notes += fnotes
             if not any(o is not None for o in face_obs):
                 notes.append("no face found in the sampled frames: face is absent")
-            most = max((o.faces for o in face_obs if o is not None), default=0)
-            if most > 1:
-                notes.append(f"up to {most} faces in a frame: the largest was analysed in each ({_MULTI_FACE})")
+            frames_of: dict[int, int] = {}
+            for o in face_obs:
+                for f in (o.seen if o is not None else ()):
+                    frames_of[f.track] = frames_of.get(f.track, 0) + 1
+            if (people := sum(n >= 2 for n in frames_of.values())) > 1:  # a one-frame track is most likely noise
+                most = max((o.faces for o in face_obs if o is not None), default=0)
+                notes.append(f"{people} face tracks (people) in view, up to {most} faces in a frame: each segment "
+                             "reads the face most present during it (details.track, details.tracks)")
             if len(face_times) and p.duration > 2.0 and face_times[-1] < 0.9 * p.duration - 1.0 and not fnotes:
                 notes.append(f"video frames end at {face_times[-1]:.1f} s of the {p.duration:.1f} s the file "
                              "declares: it looks truncated (the frames up to there were analysed)")
@@ -509,7 +518,7 @@ class Analyzer:
             j = int(np.abs(times - (s + e) / 2).argmin())
             idx = np.array([j]) if abs(times[j] - (s + e) / 2) <= 0.5 + (e - s) / 2 else idx
         sel = [obs[i] for i in idx]
-        return self._face.summarize(sel) if sel else None
+        return self._face.summarize(sel, tracked=True) if sel else None
 
     def _run_text(self, texts: list[str], langs: list[str], features: list[dict[str, np.ndarray]] | None = None,
                   notes: list[str] | None = None) -> list[ExpertOutput]:

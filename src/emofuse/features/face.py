@@ -41,7 +41,8 @@ class FaceOptions:
     min_frame_confidence: float = 0.7  # video frames: blurry text reached 0.5-0.69, real faces scored >= 0.85
     margin: float = 0.1  # crop side = (1 + 2 margin) x the longer box side (FER2013 framing, fitted)
     shift_up: float = 0.1  # crop centre moved up by this fraction of the crop side (forehead, fitted)
-    max_faces: int = 1  # faces classified per frame, largest first; their probabilities are averaged
+    max_faces: int = 4  # faces classified per frame, largest first, each kept (FaceObservation.seen)
+    min_face_side: int = 20  # px: smaller detections are counted (FaceObservation.faces) but not classified
     full_range: bool = True  # retry with the full-range detector (small/distant faces) when short-range fails
     threads: int = 2  # LiteRT threads for the expression model
     flip: bool = True  # average with the mirrored face: +1.2 points on FER2013 validation for 2x FER time
@@ -53,23 +54,103 @@ class FaceOptions:
     def __post_init__(self) -> None:
         if not 0 < self.min_detection_confidence < 1 or not 0 < self.min_frame_confidence < 1:
             raise InputError("FaceOptions: detection confidences must lie in (0, 1)")
-        if self.max_faces < 1 or self.threads < 1 or self.batch < 1:
-            raise InputError("FaceOptions: max_faces, threads and batch must be at least 1")
+        if self.max_faces < 1 or self.threads < 1 or self.batch < 1 or self.min_face_side < 1:
+            raise InputError("FaceOptions: max_faces, min_face_side, threads and batch must be at least 1")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make == ambiguous
-class FaceObservation:
-    """The face expert's reading of one frame or image."""
+class SeenFace:
+    """One classified face of a frame or image."""
 
-    box: tuple[int, int, int, int]  # largest face, x0, y0, x1, y1 in pixels, clipped to the image
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, clipped to the image
+    score: float  # detection score
+    probs: np.ndarray  # [7] in canonical EMOTIONS order
+    track: int = -1  # the face track it belongs to across a video's frames (track_faces), -1 before
+
+    @property
+    def area(self) -> int:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "score": round(self.score, 4), "track": self.track,
+                "probs": {e: round(float(p), 4) for e, p in zip(EMOTIONS, self.probs)}}
+
+
+@dataclass(frozen=True, eq=False)
+class FaceObservation:
+    """The face expert's reading of one frame or image: its main face (the largest; in a video segment the
+    face of the track most present in it) and every classified face in ``seen``."""
+
+    box: tuple[int, int, int, int]  # the main face, x0, y0, x1, y1 in pixels, clipped to the image
     score: float  # its detection score (0.0 in whole-image mode)
-    probs: np.ndarray  # [7] in canonical EMOTIONS order (mean over the faces used)
+    probs: np.ndarray  # [7] in canonical EMOTIONS order
     mode: str  # "detected" or "whole-image"
-    faces: int = 1  # faces detected in the frame
+    faces: int = 1  # faces detected in the frame (tiny ones included)
+    seen: tuple[SeenFace, ...] = ()  # the classified faces, largest first (the main one among them)
+    track: int = -1
 
     @property
     def label(self) -> str:
         return EMOTIONS[int(np.argmax(self.probs))]
+
+    def of(self, face: SeenFace) -> "FaceObservation":
+        """This frame read through another of its faces."""
+        return FaceObservation(face.box, face.score, face.probs, self.mode, self.faces, self.seen, face.track)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def track_faces(times: Sequence[float], observations: Sequence[FaceObservation | None], min_iou: float = 0.3,
+                max_gap: float = 1.0) -> list[FaceObservation | None]:
+    """Link the faces of successive frames into tracks by box overlap: each face joins the track whose last
+    box (seen at most ``max_gap`` s before) overlaps it most, at IoU >= ``min_iou``, greedily, best pairs
+    first; the others start tracks. Returns the observations with ``track`` set on every face (ids count
+    from 0 in order of appearance). At 5 frames/s a face moves little between frames, so overlap suffices;
+    two people who cross or a cut between shots start new tracks, which only splits a person in two."""
+    last: list[tuple[float, tuple[int, int, int, int]]] = []  # per track: (time, box) last seen
+    out: list[FaceObservation | None] = []
+    for t, o in zip(times, observations):
+        if o is None or not o.seen:
+            out.append(o)
+            continue
+        pairs = sorted(((_iou(box, f.box), k, j) for k, (tl, box) in enumerate(last) if t - tl <= max_gap
+                        for j, f in enumerate(o.seen)), reverse=True)
+        got: dict[int, int] = {}
+        taken: set[int] = set()
+        for v, k, j in pairs:
+            if v < min_iou:
+                break
+            if j not in got and k not in taken:
+                got[j] = k
+                taken.add(k)
+        seen = []
+        for j, f in enumerate(o.seen):
+            if j not in got:
+                got[j] = len(last)
+                last.append((t, f.box))
+            last[got[j]] = (t, f.box)
+            seen.append(SeenFace(f.box, f.score, f.probs, got[j]))
+        main = next(f for f in seen if f.box == o.box) if any(f.box == o.box for f in seen) else seen[0]
+        out.append(FaceObservation(main.box, main.score, main.probs, o.mode, o.faces, tuple(seen), main.track))
+    return out
+
+
+def main_track(observations: Sequence[FaceObservation | None]) -> int | None:
+    """The track seen in the most of these frames (ties: the larger mean face), None without faces."""
+    count: dict[int, list[int]] = {}
+    for o in observations:
+        for f in (o.seen if o is not None else ()):
+            count.setdefault(f.track, []).append(f.area)
+    if not count:
+        return None
+    return max(count, key=lambda k: (len(count[k]), float(np.mean(count[k]))))
 
 
 def as_rgb(img: Any) -> np.ndarray:
@@ -244,23 +325,31 @@ class FaceAnalyzer:
             out[s:s + len(x)] = self._fer.get_tensor(self._out)[:, _TO_CANONICAL]
         return out
 
+    def _kept(self, d: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+        """The faces of one image that get classified: at least ``min_face_side`` px, the ``max_faces``
+        largest; the largest face is kept whatever its size (a small photo's only face)."""
+        big = [x for x in d if max(x[0][2] - x[0][0], x[0][3] - x[0][1]) >= self.options.min_face_side]
+        return (big or d[:1])[:self.options.max_faces]
+
     def _observe(self, images: list[np.ndarray], dets: list[list[tuple[Box, float]]]) -> list[FaceObservation | None]:
         """Classify the kept faces of all images in one batched pass and wrap them per image."""
-        k = self.options.max_faces
-        crops = [self._crop(img, box) for img, d in zip(images, dets) for box, _ in d[:k]]
+        kept = [self._kept(d) for d in dets]
+        crops = [self._crop(img, box) for img, d in zip(images, kept) for box, _ in d]
         probs = self.classify(np.stack(crops)) if crops else np.zeros((0, len(EMOTIONS)))
         out: list[FaceObservation | None] = []
         j = 0
-        for img, d in zip(images, dets):
+        for img, d, k in zip(images, dets, kept):
             if not d:
                 out.append(None)
                 continue
-            used = min(k, len(d))
             h, w = img.shape[:2]
-            x0, y0, x1, y1 = d[0][0]
-            box = (max(0, round(x0)), max(0, round(y0)), min(w, round(x1)), min(h, round(y1)))
-            out.append(FaceObservation(box, d[0][1], probs[j:j + used].mean(axis=0), "detected", len(d)))
-            j += used
+            seen = []
+            for (x0, y0, x1, y1), score in k:
+                box = (max(0, round(x0)), max(0, round(y0)), min(w, round(x1)), min(h, round(y1)))
+                seen.append(SeenFace(box, score, probs[j]))
+                j += 1
+            m = seen[0]
+            out.append(FaceObservation(m.box, m.score, m.probs, "detected", len(d), tuple(seen)))
         return out
 
     # -- public -------------------------------------------------------------------------------------
@@ -303,16 +392,27 @@ class FaceAnalyzer:
         return float(rgb.std()) >= 8.0
 
     @staticmethod
-    def summarize(observations: Iterable[FaceObservation | None]) -> ExpertOutput | None:
-        """Mean probabilities over the frames with a face; None when no frame has one."""
+    def summarize(observations: Iterable[FaceObservation | None], tracked: bool = False) -> ExpertOutput | None:
+        """Mean probabilities over the frames with a face; None when no frame has one. ``tracked`` (video
+        frames through :func:`track_faces`): only the faces of the track most present in these frames
+        count, and ``details`` names it (``track``) and how many tracks were in view (``tracks``). A single
+        image with several faces lists them all in ``details.faces``."""
         obs = list(observations)
+        extra: dict[str, Any] = {}
+        if tracked:
+            k = main_track(obs)
+            extra = {"track": k, "tracks": len({f.track for o in obs if o is not None for f in o.seen})}
+            obs = [next((o.of(f) for f in o.seen if f.track == k), None) if o is not None else None for o in obs]
         used = [o for o in obs if o is not None]
         if not used:
             return None
         modes = {o.mode for o in used}
         mode = modes.pop() if len(modes) == 1 else "mixed"
+        extra["faces_max"] = max(o.faces for o in used)
+        if len(obs) == 1 and len(used[0].seen) > 1:
+            extra["faces"] = [f.to_dict() for f in used[0].seen]
         return to_output(np.mean([o.probs for o in used], axis=0), frames=len(used), frames_total=len(obs),
-                         mode=mode)
+                         mode=mode, **extra)
 
     def close(self) -> None:
         for d in self._detectors.values():
