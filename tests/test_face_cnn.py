@@ -90,3 +90,29 @@ def test_a_paused_run_resumes_to_the_same_weights_and_exports(tmp_path: Path, da
     z = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(
         None, {"faces": np.random.default_rng(0).random((3, 1, 48, 48), dtype=np.float32)})[0]
     assert z.shape == (3, 7) and np.isfinite(z).all()
+    from emofuse.features.face_net import FaceNet, read_meta
+
+    meta = read_meta(tmp_path / "whole.safetensors")
+    assert meta["temperature"] == r["calibration"]["temperature"] and meta["test"]["WA"] == r["test"]["WA"]
+    net = FaceNet(onnx, meta, threads=1)
+    faces = np.random.default_rng(1).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    p = net.predict_proba(faces)
+    assert p.shape == (4, 7) and np.allclose(p.sum(1), 1)
+    # the canonical order: FER2013's "happy" column lands on canonical "happy"
+    from emofuse.taxonomy import EMOTIONS
+
+    assert np.allclose(p[:, EMOTIONS.index("happy")], _softmax(net.logits(faces) / net.temperature)[:, 3])
+    with pytest.raises(InputError, match="not a face network"):
+        read_meta(_foreign(tmp_path))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _foreign(tmp: Path) -> Path:
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(2, np.float32)}, str(tmp / "other.safetensors"), metadata={"emofuse": "{}"})
+    return tmp / "other.safetensors"

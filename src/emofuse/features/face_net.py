@@ -42,13 +42,9 @@ def face_cnn(torch: Any, width: int = 32, dropout: float = 0.3, n_classes: int =
 
 def load_torch(torch: Any, path: Path) -> tuple[Any, dict[str, Any]]:
     """The network of a saved ``emofuse-facecnn/1`` file (eval mode) and its header."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("emofuse", "{}"))
-    if meta.get("format") != "emofuse-facecnn/1":
-        raise InputError(f"{path}: not a face network written by emofuse (format {meta.get('format')!r})")
+    meta = read_meta(path)
     model = face_cnn(torch, int(meta["width"]), float(meta["dropout"]))
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=False)
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
@@ -81,3 +77,50 @@ def export_onnx(weights: Path, dst: Path) -> Path:
         raise RuntimeError(f"the exported face graph differs from the torch network by {err:.2e}")
     tmp.replace(dst)
     return dst
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The ``emofuse-facecnn/1`` header of a saved face network (no torch needed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = json.loads((f.metadata() or {}).get("emofuse", "{}"))
+    except Exception as e:  # noqa: BLE001 - a damaged file of any kind gets the same answer
+        raise InputError(f"{path}: cannot be read as a face network ({e}); re-copy it or train it again") from None
+    if meta.get("format") != "emofuse-facecnn/1":
+        raise InputError(f"{path}: not a face network written by emofuse (format {meta.get('format')!r})")
+    return meta
+
+
+class FaceNet:
+    """The exported graph on ONNX Runtime: 48x48 grey faces -> calibrated probabilities over the canonical
+    EMOTIONS (the mirror averaged in when the network was selected that way, as its temperature was fitted)."""
+
+    def __init__(self, onnx_path: Path, meta: dict[str, Any], threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        from ..taxonomy import EMOTIONS
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.tta = bool(meta.get("tta", True))
+        canonical = list(meta["canonical"])
+        self._to_canonical = np.array([canonical.index(e) for e in EMOTIONS])
+
+    def logits(self, faces: np.ndarray) -> np.ndarray:
+        """[n, 48, 48] uint8 -> [n, 7] logits in FER2013 order (mirror-averaged when ``tta``)."""
+        x = (np.asarray(faces, dtype=np.float32) / 255.0)[:, None]
+        z = self.session.run(None, {"faces": x})[0]
+        if self.tta:
+            z = 0.5 * (z + self.session.run(None, {"faces": np.ascontiguousarray(x[..., ::-1])})[0])
+        return z
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        """[n, 48, 48] uint8 -> [n, 7] probabilities in canonical EMOTIONS order."""
+        z = self.logits(faces) / self.temperature
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True))[:, self._to_canonical]
