@@ -7,7 +7,7 @@ STAMP := $(VENV)/.emofuse-setup
 
 .PHONY: setup demo test bench clean
 
-$(STAMP): pyproject.toml Makefile scripts/fetch_media.py scripts/make_media.py $(wildcard src/emofuse/weights/*.lora.safetensors)
+$(STAMP): pyproject.toml Makefile scripts/fetch_media.py scripts/make_media.py $(wildcard src/emofuse/weights/*.lora.safetensors src/emofuse/weights/face-cnn.safetensors)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# CPU torch first and pinned: anything that depends on torch must find it satisfied, or pip pulls CUDA.
 	$(PIP) torch==2.13.0

@@ -106,6 +106,27 @@ def test_a_paused_run_resumes_to_the_same_weights_and_exports(tmp_path: Path, da
         read_meta(_foreign(tmp_path))
 
 
+    # the analysis side: set-up exports the shipped weights' graph, the face expert reads it
+    from emofuse.errors import MissingComponentError
+    from emofuse.features import face as ff
+    from emofuse.features import face_net
+
+    monkeypatch.setattr(face_net, "weights_path", lambda: tmp_path / "none.safetensors")
+    with pytest.raises(MissingComponentError, match="ships none"):
+        ff.FaceAnalyzer(ff.FaceOptions(expert="face-cnn"))
+    monkeypatch.setattr(face_net, "weights_path", lambda: tmp_path / "whole.safetensors")
+    with pytest.raises(MissingComponentError, match="emofuse setup"):
+        ff.FaceAnalyzer(ff.FaceOptions(expert="face-cnn"))
+    assert face_net.setup(verbose=False)["face-cnn"] == str(face_net.onnx_path())
+    crops = np.random.default_rng(2).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    with ff.FaceAnalyzer(ff.FaceOptions(expert="face-cnn", threads=1)) as cnn, \
+            ff.FaceAnalyzer(ff.FaceOptions(expert="ensemble", threads=1)) as both, ff.FaceAnalyzer() as fer:
+        pc, pb, pf = cnn.classify(crops), both.classify(crops), fer.classify(crops)
+    assert pc.shape == (3, 7) and np.allclose(pb, (pc + pf) / 2) and not np.allclose(pc, pf)
+    with pytest.raises(InputError, match="FaceOptions.expert"):
+        ff.FaceOptions(expert="vgg-face")
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

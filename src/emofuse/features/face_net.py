@@ -124,3 +124,49 @@ class FaceNet:
         z = self.logits(faces) / self.temperature
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True))[:, self._to_canonical]
+
+
+WEIGHTS = "face-cnn.safetensors"  # in the package's weights folder, when a trained network ships
+
+
+def weights_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights" / WEIGHTS
+
+
+def onnx_path(weights: Path | None = None) -> Path:
+    """Where set-up puts the graph of ``weights``: keyed by the file's sha256, so a new network never meets
+    a stale graph."""
+    import hashlib
+
+    from ..store import cache_dir
+
+    w = weights or weights_path()
+    return cache_dir() / "face-cnn" / f"{hashlib.sha256(w.read_bytes()).hexdigest()[:16]}.onnx"
+
+
+def setup(verbose: bool = True) -> dict[str, Any]:
+    """``emofuse setup``: export the shipped face network's graph once (needs torch); nothing to do when no
+    network ships in this build."""
+    w = weights_path()
+    if not w.exists():
+        return {"face-cnn": None}
+    dst = onnx_path(w)
+    if not dst.exists():
+        export_onnx(w, dst)
+        if verbose:
+            print(f"face network graph: {dst}")
+    return {"face-cnn": str(dst)}
+
+
+def load(threads: int = 2, weights: Path | None = None) -> FaceNet:
+    """The shipped (or ``weights``) face network, from the graph set-up exported."""
+    from ..errors import MissingComponentError
+
+    w = weights or weights_path()
+    if not w.exists():
+        raise MissingComponentError(f"no face network at {w}: this build ships none; use FaceOptions(expert="
+                                    "'fer-mini-xception') or train one (configs/face_cnn_fer2013.toml)")
+    g = onnx_path(w)
+    if not g.exists():
+        raise MissingComponentError(f"the face network graph {g} is missing: run `emofuse setup` once")
+    return FaceNet(g, read_meta(w), threads)
