@@ -126,10 +126,17 @@ def test_shipped_heads_load_with_metadata(name: str, tmp_path: Path):
     m = head.meta
     assert m["kind"] == "text" and head.feature.source == name and head.feature.dim == 384
     assert head.feature.identity == EXTRACTORS[name].config_hash()
-    assert {"corpora", "n_items", "C", "config", "seconds"} <= set(m["training"])
-    assert m["metrics"]["holdout"]["evaluated_on"] == "validation"  # MELD / GoEmotions dev: no test split here
-    assert 0 < m["metrics"]["holdout"]["by_corpus"]["meld"]["weighted_f1"]["mean"] < 1
-    assert 0 < m["metrics"]["regression"]["valence"]["by_corpus"]["emobank"]["Corr"] < 1
+    if m["training"].get("recipe") == "finetune":  # the fine-tuned network's own heads (emofuse.training.finetune)
+        assert m["metrics"]["evaluated_on"] == "validation" and m["training"]["adapter"].endswith(".lora.safetensors")
+        dev = m["metrics"]["dev"]["per_corpus"]
+        assert 0 < dev["meld"]["weighted_f1"] < 1 and 0 < dev["emobank"]["valence"]["Corr"] < 1
+        assert 0.2 < m["training"]["calibration"]["temperature"] < 5
+        assert (head.mean == 0).all() and (head.scale == 1).all()  # it reads the L2-normalised embedding as is
+    else:  # a linear head of `emofuse train` (ship configs)
+        assert {"corpora", "n_items", "C", "config", "seconds"} <= set(m["training"])
+        assert m["metrics"]["holdout"]["evaluated_on"] == "validation"  # MELD / GoEmotions dev: no test split here
+        assert 0 < m["metrics"]["holdout"]["by_corpus"]["meld"]["weighted_f1"]["mean"] < 1
+        assert 0 < m["metrics"]["regression"]["valence"]["by_corpus"]["emobank"]["Corr"] < 1
     assert all(c in m["licence"] for c in ("MELD", "GoEmotions", "EmoBank"))
     # the head round-trips through save/load
     p = save_head(tmp_path / "h.safetensors", head)
