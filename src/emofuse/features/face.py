@@ -93,7 +93,6 @@ class FaceObservation:
     mode: str  # "detected" or "whole-image"
     faces: int = 1  # faces detected in the frame (tiny ones included)
     seen: tuple[SeenFace, ...] = ()  # the classified faces, largest first (the main one among them)
-    track: int = -1
 
     @property
     def label(self) -> str:
@@ -101,7 +100,7 @@ class FaceObservation:
 
     def of(self, face: SeenFace) -> "FaceObservation":
         """This frame read through another of its faces."""
-        return FaceObservation(face.box, face.score, face.probs, self.mode, self.faces, self.seen, face.track)
+        return FaceObservation(face.box, face.score, face.probs, self.mode, self.faces, self.seen)
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -143,8 +142,7 @@ def track_faces(times: Sequence[float], observations: Sequence[FaceObservation |
                 last.append((t, f.box))
             last[got[j]] = (t, f.box)
             seen.append(SeenFace(f.box, f.score, f.probs, got[j]))
-        main = next(f for f in seen if f.box == o.box) if any(f.box == o.box for f in seen) else seen[0]
-        out.append(FaceObservation(main.box, main.score, main.probs, o.mode, o.faces, tuple(seen), main.track))
+        out.append(FaceObservation(o.box, o.score, o.probs, o.mode, o.faces, tuple(seen)))  # seen[0] is the main face
     return out
 
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from ..corpora import Item, item_key
 from ..errors import InputError
+from .resumable import RunState, checkpoint_path, write_checkpoint
 
 __all__ = ["FACE_FORMAT", "FaceCNNOptions", "run_face_cnn"]
 
@@ -149,30 +150,14 @@ def scaled(torch: Any, faces: np.ndarray) -> Any:
 # ------------------------------------------------------------------------------------------------ run
 
 
-@dataclass
-class _State:
-    epoch: int = 0  # the epoch in progress
-    step: int = 0  # batches of that epoch done
-    global_step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: float = -1.0
-    best_epoch: int = -1
-    seconds: float = 0.0
-
-
 def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None, resume: bool = False,
                  progress: bool = True, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train (or resume) the face CNN of ``cfg`` (a TrainConfig with a ``[face_cnn]`` table); returns the results."""
     out = Path(cfg.out)
-    ckpt = out / "checkpoint.pt"
     if save is not None and Path(save).suffix != ".safetensors":
         raise InputError(f"--save {save}: the face network is saved as a .safetensors file, e.g. "
                          "src/emofuse/weights/face-cnn.safetensors")
-    if ckpt.exists() and not resume:
-        raise InputError(f"{ckpt} exists: continue that run with `emofuse train ... --resume`, or delete the folder "
-                         f"{out} to start again")
-    if resume and not ckpt.exists():
-        raise InputError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
+    ckpt = checkpoint_path(out, resume)  # checked before anything heavy is imported or read
     import torch
 
     from ..features.face_net import ORDER, face_cnn
@@ -211,7 +196,7 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
                           lr=opts.lr, momentum=opts.momentum, nesterov=opts.momentum > 0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
                                               0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
-    st = _State()
+    st = RunState()
     fingerprint = {"options": asdict(opts), "seed": cfg.seed, "corpora": list(cfg.data.corpora), "n_fit": len(yf)}
     if resume:
         blob = torch.load(ckpt, weights_only=False)
@@ -221,7 +206,7 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
         model.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
-        st = _State(**blob["state"])
+        st = RunState(**blob["state"])
     out.mkdir(parents=True, exist_ok=True)
 
     def logits_of(X: np.ndarray) -> np.ndarray:
@@ -242,9 +227,7 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
     def save_ckpt(best: bool = False) -> None:
         blob = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "state": asdict(st)}
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(ckpt)
+        write_checkpoint(torch, blob, ckpt)
         if best:
             torch.save(model.state_dict(), out / "best.pt")
 
@@ -295,6 +278,8 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
             return paused()
 
     # the kept epoch: a temperature fitted on the selection part, then the held-out split scored once
+    from scipy.special import softmax
+
     from .linear import fit_temperature
 
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
@@ -306,25 +291,20 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
                               "train_seconds": round(st.seconds, 1), "steps_per_epoch": steps_per_epoch,
                               "selection": figures(ys, zs),
                               "calibration": {"temperature": temp,
-                                              "ece_select_before": expected_calibration_error(_softmax(zs), ys),
-                                              "ece_select_after": expected_calibration_error(_softmax(zs / temp), ys)}}
+                                              "ece_select_before": expected_calibration_error(softmax(zs, axis=1), ys),
+                                              "ece_select_after": expected_calibration_error(softmax(zs / temp, axis=1), ys)}}
     if test:
         Xt, yt = arrays(test)
         zt = logits_of(Xt)
         result["test"] = figures(yt, zt) | {
             "split": sorted({str(it.split) for it in test}),
-            "ece_before": expected_calibration_error(_softmax(zt), yt),
-            "ece_after": expected_calibration_error(_softmax(zt / temp), yt)}
+            "ece_before": expected_calibration_error(softmax(zt, axis=1), yt),
+            "ece_after": expected_calibration_error(softmax(zt / temp, axis=1), yt)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
     if save is not None:
         result["saved"] = str(save_weights(save, model.state_dict(), opts, temp, cfg, result,
                                            [FER2013[c] for c in ORDER]))
     return result
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def save_weights(path: str | Path, state: dict[str, Any], opts: FaceCNNOptions, temperature: float, cfg: Any,

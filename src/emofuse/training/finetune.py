@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,6 +46,7 @@ import numpy as np
 
 from ..corpora import Item, item_key
 from ..errors import InputError
+from .resumable import RunState, checkpoint_path, write_checkpoint
 from ..taxonomy import EMOTIONS
 
 __all__ = ["FinetuneOptions", "LORA_FORMAT", "run_finetune"]
@@ -217,17 +218,6 @@ def _pad(torch: Any, seqs: Sequence[list[int]]) -> tuple[Any, Any]:
 # ------------------------------------------------------------------------------------------------ run
 
 
-@dataclass
-class _State:
-    epoch: int = 0  # the epoch in progress
-    step: int = 0  # batches of that epoch done
-    global_step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: float = -1.0
-    best_epoch: int = -1
-    seconds: float = 0.0
-
-
 def _score(y: np.ndarray, pred: np.ndarray, corpus: np.ndarray, select: Sequence[tuple[str, str]],
            va: np.ndarray | None = None, va_pred: np.ndarray | None = None,
            regress: Sequence[tuple[str, Sequence[str]]] = ()) -> tuple[float, dict[str, dict[str, Any]]]:
@@ -273,14 +263,9 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     ``stop_after_steps``: train at most that many steps in this call, write the checkpoint and return
     ``{"stopped": True, ...}`` (continue with ``resume=True``), for runs longer than one sitting."""
     out = Path(cfg.out)
-    ckpt = out / "checkpoint.pt"
     if save is not None:
         head_path(save)  # a bad name is refused before hours of training
-    if ckpt.exists() and not resume:  # checked before anything heavy is imported or read
-        raise InputError(f"{ckpt} exists: continue that run with `emofuse train ... --resume`, or delete the folder "
-                         f"{out} to start again")
-    if resume and not ckpt.exists():
-        raise InputError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
+    ckpt = checkpoint_path(out, resume)  # checked before anything heavy is imported or read
     import torch
     from tokenizers import Tokenizer
 
@@ -357,7 +342,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     warm = max(1, int(opts.warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
-    st = _State()
+    st = RunState()
     if resume:
         blob = torch.load(ckpt, weights_only=False)
         if blob["options"] != asdict(opts) or blob["seed"] != cfg.seed or blob["corpora"] != list(cfg.data.corpora):
@@ -366,7 +351,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
         model.load_state_dict(blob["model"], strict=False)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
-        st = _State(**blob["state"])
+        st = RunState(**blob["state"])
         torch.set_rng_state(blob["torch_rng"])
     out.mkdir(parents=True, exist_ok=True)
 
@@ -408,9 +393,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
                           if k.endswith((".A", ".B")) or k.startswith(("head.", "va."))},
                 "torch_rng": torch.get_rng_state(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": asdict(st)}
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(ckpt)
+        write_checkpoint(torch, blob, ckpt)
         if best_tensors is not None:
             from safetensors.torch import save_file
 
@@ -470,6 +453,8 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     # the kept adapters: a temperature fitted on the selection part, then dev scored once
     from safetensors.torch import load_file
 
+    from scipy.special import softmax
+
     from .linear import fit_temperature
     from .metrics import expected_calibration_error
 
@@ -483,8 +468,8 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
     has = S_y >= 0
     temp = fit_temperature(lg[has], S_y[has])
     result["calibration"] = {"temperature": temp, "n_rows": int(has.sum()),
-                             "ece_select_before": expected_calibration_error(_softmax(lg[has]), S_y[has]),
-                             "ece_select_after": expected_calibration_error(_softmax(lg[has] / temp), S_y[has])}
+                             "ece_select_before": expected_calibration_error(softmax(lg[has], axis=1), S_y[has]),
+                             "ece_select_after": expected_calibration_error(softmax(lg[has] / temp, axis=1), S_y[has])}
     dev_all = list(dev) + [it for it in reg if it.split in ("dev", "val")]
     if dev_all:
         D_ids, D_y, D_va, D_c = prepared(dev_all)
@@ -492,18 +477,13 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
         score, per = _score(D_y, lg.argmax(1), D_c, opts.select, D_va, va, opts.regress)
         has = D_y >= 0
         result["dev"] = {"selection_score": score, "per_corpus": per,
-                         "ece_before": expected_calibration_error(_softmax(lg[has]), D_y[has]),
-                         "ece_after": expected_calibration_error(_softmax(lg[has] / temp), D_y[has])}
+                         "ece_before": expected_calibration_error(softmax(lg[has], axis=1), D_y[has]),
+                         "ece_after": expected_calibration_error(softmax(lg[has] / temp, axis=1), D_y[has])}
     (out / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     if save is not None:
         result["saved"] = str(save_adapter(save, kept, opts, cfg, result))
         result["saved_head"] = str(save_head_of(head_path(save), Path(save), kept, temp, cfg, result))
     return result
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def save_head_of(path: Path, adapter: Path, tensors: dict[str, Any], temperature: float, cfg: Any,
