@@ -36,7 +36,8 @@ def test_config_round_trips_and_bad_options_are_named() -> None:
     cfg = loads_config(CFG.format(out="/tmp/x", root="/tmp"))
     assert cfg.kind == "face_cnn" and cfg.face_cnn.width == 4 and loads_config(dump_config(cfg)) == cfg
     for bad, msg in ((CFG + "select = 'top5'\n", "face_cnn.select"), (CFG + "lr = 'fast'\n", "face_cnn.lr"),
-                     (CFG + "erase = 2.0\n", "erase in"), (CFG + "wings = 1\n", "face_cnn.wings"),
+                     (CFG + "erase = 2.0\n", "erase in"),
+                     (CFG + "precision = 'fp8'\n", "face_cnn.precision"), (CFG + "wings = 1\n", "face_cnn.wings"),
                      (CFG + "[finetune]\nrank = 2\n", "run has no .*other training table")):
         with pytest.raises(InputError, match=msg):
             loads_config(bad.format(out="/tmp/x", root="/tmp"))

@@ -367,6 +367,45 @@ def evaluate(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="processes, each with its own models (~0.7 GB each)")] = 1,
+    token: Annotated[Optional[str], typer.Option(envvar="EMOFUSE_TOKEN", help="require 'Authorization: Bearer "
+                                                 "TOKEN' on /v1/* (or set EMOFUSE_TOKEN)")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="largest request body, MiB")] = 256.0,
+    max_files: Annotated[int, typer.Option(help="files per request")] = 32,
+    max_duration: Annotated[float, typer.Option(help="refuse media longer than this many seconds")] = 1800.0,
+    concurrency: Annotated[int, typer.Option(help="analyses at once per worker (each loads its own models)")] = 1,
+    queue: Annotated[int, typer.Option(help="requests that may wait for an analysis; more get 429")] = 16,
+    timeout: Annotated[float, typer.Option(help="seconds per request, waiting included (then 504)")] = 600.0,
+    modalities: Annotated[str, typer.Option(help="comma-separated subset of voice,face,text")] = "voice,face,text",
+    asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
+    language: Annotated[Optional[str], typer.Option(help="force the language (ISO code), else detect")] = None,
+    fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
+) -> None:
+    """Serve the analysis over HTTP: POST /v1/analyze (files or text), GET /v1/models, the OpenAPI schema at /docs."""
+    from .errors import MissingComponentError
+    from .pipeline import AnalyzerOptions
+
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart)
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise MissingComponentError(f"emofuse serve needs its extra ({e.name} is missing): "
+                                    "pip install 'emofuse[serve]'") from None
+    from .serve.app import ServeOptions, run
+
+    opts = ServeOptions(host=host, port=port, workers=workers, token=token, max_upload_mb=max_upload_mb,
+                        max_files=max_files, concurrency=concurrency, queue=queue, timeout=timeout,
+                        analyzer=AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                                                 asr_model=asr_model, language=language, fps=fps,
+                                                 max_duration=max_duration))
+    run(opts)
+
+
+@app.command()
 def networks() -> None:
     """List the registered fusion networks (emofuse.networks.NETWORKS)."""
     from rich.console import Console

@@ -114,10 +114,10 @@ class FaceNet:
     def logits(self, faces: np.ndarray) -> np.ndarray:
         """[n, 48, 48] uint8 -> [n, 7] logits in FER2013 order (mirror-averaged when ``tta``)."""
         x = (np.asarray(faces, dtype=np.float32) / 255.0)[:, None]
-        z = self.session.run(None, {"faces": x})[0]
-        if self.tta:
-            z = 0.5 * (z + self.session.run(None, {"faces": np.ascontiguousarray(x[..., ::-1])})[0])
-        return z
+        if not self.tta:
+            return self.session.run(None, {"faces": x})[0]
+        z = self.session.run(None, {"faces": np.concatenate([x, x[..., ::-1]])})[0]  # one pass for both
+        return 0.5 * (z[:len(x)] + z[len(x):])
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         """[n, 48, 48] uint8 -> [n, 7] probabilities in canonical EMOTIONS order."""

@@ -1,0 +1,207 @@
+"""emofuse serve: a real uvicorn server on loopback, driven with httpx; the analyzer is the real one."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from emofuse.errors import InputError
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+
+def test_options_are_checked_with_their_fix() -> None:
+    from emofuse.pipeline import AnalyzerOptions
+    from emofuse.serve import ServeOptions
+
+    for kw, msg in (({"port": 70000}, "--port"), ({"queue": -1}, "--queue"), ({"concurrency": 0}, "--concurrency"),
+                    ({"token": "a b"}, "--token"), ({"timeout": 0}, "--timeout"), ({"max_upload_mb": "big"}, "--max-upload")):
+        with pytest.raises(InputError, match=msg):
+            ServeOptions(**kw)
+    o = ServeOptions(token="t0k", analyzer=AnalyzerOptions(modalities=("text",), fps=2.0))
+    assert ServeOptions.from_json(o.to_json()) == o
+
+
+def test_upload_names_are_base_names_the_server_chooses() -> None:
+    from emofuse.serve.limits import upload_name
+
+    assert upload_name("../../etc/passwd", 0) == "passwd"
+    assert upload_name("C:\\Users\\me\\clip one.mp4", 1) == "clip_one.mp4"
+    assert upload_name("..", 2) == "upload-2" and upload_name(None, 3) == "upload-3"
+    assert upload_name(".hidden.wav", 4) == "hidden.wav"
+    long = upload_name("x" * 300 + ".mp4", 5)
+    assert len(long) <= 120 and long.endswith(".mp4")
+
+
+def test_the_cli_refuses_bad_options_before_loading_models() -> None:
+    r = subprocess.run([sys.executable, "-c", "from emofuse.cli import app; app()", "serve", "--port", "70000"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--port must be an integer in 0..65535" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ a live server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Iterator[Any]:
+    from emofuse.pipeline import Analyzer
+
+    a = Analyzer()
+    yield a
+    a.close()
+
+
+@pytest.fixture(scope="module")
+def serve(analyzer: Any) -> Iterator[Any]:
+    """serve(**ServeOptions fields) -> base URL of a running server sharing the module's analyzer."""
+    from emofuse.serve import ServeOptions, create_app
+
+    servers: list[_Server] = []
+
+    def start(**kw: Any) -> str:
+        servers.append(_Server(create_app(ServeOptions(**kw), analyzers=[analyzer])))
+        return servers[-1].url
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def _file(path: Path, name: str | None = None) -> tuple[str, tuple[str, bytes]]:
+    return ("file", (name or path.name, path.read_bytes()))
+
+
+@pytest.mark.slow
+def test_health_models_schema_and_text(serve: Any, analyzer: Any) -> None:
+    url = serve()
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
+    m = httpx.get(f"{url}/v1/models").json()
+    assert {c["name"] for c in m["components"]} >= {"whisper-base", "minilm-l6"}
+    assert any(f["name"] == "text-minilm-l6-emo.safetensors" and len(f["sha256"]) == 64 for f in m["shipped"])
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert "multipart/form-data" in schema["paths"]["/v1/analyze"]["post"]["requestBody"]["content"]
+    r = httpx.post(f"{url}/v1/analyze", json={"text": ["You never listen to me!", "What a lovely surprise."]})
+    assert r.status_code == 200, r.text
+    docs = r.json()["results"]
+    assert r.json()["failed"] == 0 and len(docs) == 2
+    for doc, t in zip(docs, ["You never listen to me!", "What a lovely surprise."]):
+        want = analyzer.analyze_text(t, name="<text>").to_dict()
+        assert doc["segments"] == want["segments"] and doc["input"] == "<text>" == want["input"]
+
+
+@pytest.mark.slow
+def test_uploads_answer_what_the_cli_answers(serve: Any, analyzer: Any, media: Path, tmp_path: Path) -> None:
+    url = serve()
+    r = httpx.post(f"{url}/v1/analyze", files=[_file(media / "single_face.jpg"), _file(media / "beckett.wav")],
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    img, wav = r.json()["results"]
+    assert img["input"] == "single_face.jpg" and img["kind"] == "image" and wav["kind"] == "audio"
+    want = analyzer.analyze(media / "single_face.jpg").to_dict()
+    assert img["segments"] == want["segments"]
+    assert any(s["text"] for s in wav["segments"]) and wav["input"] == "beckett.wav"
+    # a broken file alone: 422 with the message the CLI prints for a file of that name
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x01 not a video" * 100)
+    r = httpx.post(f"{url}/v1/analyze", files=[_file(bad)])
+    assert r.status_code == 422
+    cli = analyzer.safe_analyze(bad).error.replace(str(tmp_path) + "/", "")
+    assert r.json()["detail"] == cli and "broken.mp4: cannot be decoded" in cli and str(tmp_path) not in r.text
+    # ... beside a good one: it costs its own result only
+    r = httpx.post(f"{url}/v1/analyze", files=[_file(bad), _file(media / "single_face.jpg", "face.jpg")])
+    assert r.status_code == 200 and r.json()["failed"] == 1
+    assert r.json()["results"][0]["error_type"] == "InputError" and r.json()["results"][1]["input"] == "face.jpg"
+    # a client's path is reduced to a base name: nothing is written or read outside the server's folder
+    r = httpx.post(f"{url}/v1/analyze", files=[_file(media / "single_face.jpg", "../../../tmp/evil.jpg")])
+    assert r.status_code == 200 and r.json()["results"][0]["input"] == "evil.jpg"
+
+
+@pytest.mark.slow
+def test_bad_requests_get_named_4xx(serve: Any) -> None:
+    url = serve(max_upload_mb=0.05)
+    for kw, status, msg in (
+            ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "cannot be parsed"),
+            ({"json": {"text": 5}}, 422, "a string or a non-empty list"),
+            ({"json": {"text": []}}, 422, "a string or a non-empty list"),
+            ({"json": {"text": "   "}}, 422, "no text to analyse"),
+            ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 422, "unsupported Content-Type"),
+            ({"files": [("upload", ("a.jpg", b"x"))]}, 422, "unknown form field"),
+            ({"data": {"file": "not a file"}, "files": [("other", ("a.jpg", b"x"))]}, 422, "unknown form field"),
+            ({"files": [("file", ("big.wav", b"\x00" * 200_000))]}, 413, "over the server's limit of 0.05 MiB")):
+        r = httpx.post(f"{url}/v1/analyze", **kw)
+        assert r.status_code == status and msg in r.json()["detail"], (kw.keys(), r.status_code, r.text)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused once the limit is crossed, not read whole
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
+        for _ in range(1000):
+            yield b"\x00" * 10_000
+
+    r = httpx.post(f"{url}/v1/analyze", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413 and "--max-upload-mb" in r.json()["detail"]
+    r = httpx.post(f"{url}/v1/analyze", content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 422 and "no file in the upload" in r.json()["detail"]
+    assert httpx.get(f"{url}/readyz").status_code == 200  # still serving
+
+
+@pytest.mark.slow
+def test_token_busy_and_timeout(serve: Any, media: Path) -> None:
+    url = serve(token="s3cret")
+    assert httpx.post(f"{url}/v1/analyze", json={"text": "hi"}).status_code == 401
+    assert httpx.get(f"{url}/healthz").status_code == 200  # health needs no token
+    ok = httpx.post(f"{url}/v1/analyze", json={"text": "hi"}, headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    # one analysis at a time and no queue: of two concurrent requests for a 44 s recording, one is refused
+    busy = serve(queue=0)
+    with ThreadPoolExecutor(2) as pool:
+        rs = list(pool.map(lambda _: httpx.post(f"{busy}/v1/analyze", files=[_file(media / "two_cities.wav")],
+                                                timeout=300), range(2)))
+    codes = sorted(r.status_code for r in rs)
+    assert codes == [200, 429], codes
+    refused = next(r for r in rs if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1 and "busy" in refused.json()["detail"]
+    # a timeout shorter than the analysis: 504 naming the option, and the server goes on
+    short = serve(timeout=1.0)
+    r = httpx.post(f"{short}/v1/analyze", files=[_file(media / "two_cities.wav")], timeout=300)
+    assert r.status_code == 504 and "request timeout" in r.json()["detail"]
+    assert httpx.post(f"{short}/v1/analyze", json={"text": "still here"}).status_code == 200
+
+
+def test_no_fastapi_import_on_plain_use() -> None:
+    code = "import emofuse, emofuse.serve, sys; assert 'fastapi' not in sys.modules, 'fastapi imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
