@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml Makefile scripts/fetch_media.py scripts/make_media.py $
 	$(BIN)/python scripts/fetch_media.py
 	$(BIN)/python scripts/make_media.py demo
 	$(BIN)/emofuse setup
+	# Debian's Chromium for the web page's browser test (tests/test_serve_browser.py; skipped without it)
+	command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || \
+		echo "chromium could not be installed (apt-get needs root): the browser test will be skipped"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -205,3 +205,107 @@ def test_no_fastapi_import_on_plain_use() -> None:
     code = "import emofuse, emofuse.serve, sys; assert 'fastapi' not in sys.modules, 'fastapi imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
+
+
+# ------------------------------------------------------------------------------------------------ live
+
+
+def _pcm(path: Path, seconds: float | None = None) -> bytes:
+    import numpy as np
+
+    from emofuse.media import decode_audio, probe
+
+    a = decode_audio(probe(path))[0]
+    a = a[: int(seconds * 16000)] if seconds else a
+    a = np.concatenate([a, np.zeros(16000, np.float32)])  # a second of silence closes the last utterance
+    return (np.clip(a, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def _jpegs(path: Path, fps: float = 5.0) -> list[bytes]:
+    import cv2
+
+    from emofuse.media import MediaOptions, iter_frames, probe
+
+    return [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes()
+            for _, f in iter_frames(probe(path), MediaOptions(fps=fps))]
+
+
+def _events(ws: Any) -> list[dict[str, Any]]:
+    import json
+
+    from websockets.exceptions import ConnectionClosed
+
+    out = []
+    try:
+        while True:
+            out.append(json.loads(ws.recv(timeout=120)))
+    except ConnectionClosed:
+        return out
+
+
+@pytest.mark.slow
+def test_live_stream_protocol(serve: Any, media: Path) -> None:
+    import json
+
+    from websockets.sync.client import connect
+
+    url = serve(max_live=2).replace("http", "ws") + "/v1/live"
+    pcm, frames = _pcm(media / "beckett.wav"), _jpegs(media / "single_face.mp4")
+    with connect(url, max_size=None) as ws:
+        ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "pcm16"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        step = 3200  # 100 ms of PCM16
+        for k, i in enumerate(range(0, len(pcm), step)):
+            ws.send(b"\x01" + pcm[i:i + step])
+            if k % 4 == 0 and k // 4 < len(frames):
+                ws.send(b"\x02" + frames[k // 4])
+        ws.send(json.dumps({"type": "stop"}))
+        events = _events(ws)
+        assert ws.close_code == 1000
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "end" and "utterance" in kinds and "face" in kinds, kinds
+    utts = [e["segment"] for e in events if e["type"] == "utterance" and e["segment"]]
+    text = " ".join(u["text"] for u in utts).lower()
+    assert any(w in text for w in ("tried", "fail", "again", "better")), text
+    assert all(u["fused"]["label"] and "voice" in u["modalities"] for u in utts), utts
+    assert any("text" in u["modalities"] for u in utts), [(u["text"], u.get("transcript")) for u in utts]  # (a transcript the quality score distrusts is not read)
+    assert [u["start"] for u in utts] == sorted(u["start"] for u in utts) and utts[-1]["end"] <= len(pcm) / 32000 + 0.5
+    faces = [e for e in events if e["type"] == "face"]
+    assert any(e.get("label") for e in faces) and all(e["latency_ms"] >= 0 for e in faces)
+
+
+@pytest.mark.slow
+def test_live_bad_messages_close_only_their_stream(serve: Any, media: Path) -> None:
+    import json
+
+    from websockets.sync.client import connect
+
+    base = serve(max_live=2, token="tk").replace("http", "ws") + "/v1/live"
+    with connect(base) as ws:  # no token
+        assert "needs its token" in _events(ws)[-1]["detail"] and ws.close_code == 1008
+    url = base + "?token=tk"
+    for first, then, msg in (("hello", None, "first message must be JSON"),
+                             (json.dumps({"type": "start", "format": "opus"}), None, "not supported"),
+                             (json.dumps({"type": "start", "sample_rate": 4000}), None, "sample_rate must be"),
+                             (json.dumps({"type": "start", "modalities": ["smell"]}), None, "modalities must be"),
+                             (json.dumps({"type": "start"}), b"\x07abc", "must start with 0x01"),
+                             (json.dumps({"type": "start"}), b"\x01abc", "not whole 16-bit samples"),
+                             (json.dumps({"type": "start"}), b"\x02not a jpeg", "not a JPEG"),
+                             (json.dumps({"type": "start"}), "pause", "must be {\"type\": \"stop\"}")):
+        with connect(url) as good, connect(url) as bad:
+            good.send(json.dumps({"type": "start"}))
+            assert json.loads(good.recv(timeout=30))["type"] == "ready"
+            bad.send(first)
+            if then is not None:
+                assert json.loads(bad.recv(timeout=30))["type"] == "ready"
+                bad.send(then)
+            ev = _events(bad)
+            assert ev[-1]["type"] == "error" and msg in ev[-1]["detail"] and bad.close_code == 1003, (msg, ev)
+            good.send(b"\x01" + _pcm(media / "beckett.wav", 1.0))  # the other stream goes on
+            good.send(json.dumps({"type": "stop"}))
+            assert _events(good)[-1]["type"] == "end" and good.close_code == 1000
+    with connect(url) as a, connect(url) as b, connect(url) as c:  # max_live = 2
+        for ws in (a, b):
+            ws.send(json.dumps({"type": "start"}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        assert "already serves 2 live streams" in _events(c)[-1]["detail"] and c.close_code == 1013

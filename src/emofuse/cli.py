@@ -406,6 +406,58 @@ def serve(
 
 
 @app.command()
+def live(
+    source: Annotated[Optional[Path], typer.Option("--from", help="replay this recording as a live stream")] = None,
+    fast: Annotated[bool, typer.Option(help="replay as fast as it goes instead of at real time")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="events as 'text' lines or 'json' lines")] = "text",
+    modalities: Annotated[str, typer.Option(help="comma-separated subset of voice,face,text")] = "voice,face,text",
+    asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
+    partials: Annotated[bool, typer.Option(help="print partial transcripts while someone speaks")] = True,
+) -> None:
+    """Live analysis: events as they happen (faces, partial words, one line per utterance) for a replayed
+    recording (`--from FILE`). A microphone or webcam stream goes through `emofuse serve`'s web page."""
+    import json
+
+    from .errors import InputError
+    from .live import LiveEngine, LiveOptions, replay
+    from .pipeline import Analyzer, AnalyzerOptions
+
+    if source is None:
+        raise InputError("emofuse live reads a stream from --from FILE here (this command opens no microphone or "
+                         "camera); for a webcam and microphone open the page of `emofuse serve` in a browser")
+    if fmt not in ("text", "json"):
+        raise InputError(f"--format must be 'text' or 'json', not {fmt!r}")
+    from .media import probe
+
+    probe(source)  # a bad file is refused before the models load
+    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), asr_model=asr_model)
+    live_opts = LiveOptions(partials=partials)
+    err = _err_console()
+    with err.status("loading models…"):
+        analyzer = Analyzer(opts)
+
+    def show(ev: dict[str, Any]) -> None:
+        if fmt == "json":
+            print(json.dumps(ev, ensure_ascii=False), flush=True)
+        elif ev["type"] == "utterance" and ev.get("segment"):
+            s = ev["segment"]
+            f = s.get("fused") or {}
+            print(f"[{s['start']:7.2f}–{s['end']:7.2f}] {f.get('label', '-'):>9} {f.get('confidence', 0):.2f}  "
+                  f"v {f.get('valence', 0):+.2f} a {f.get('arousal', 0):+.2f}  {s['text']}", flush=True)
+        elif ev["type"] == "partial":
+            err.print(f"[dim]… {_esc(ev['text'])}[/]")
+        elif ev["type"] == "dropped":
+            err.print(f"[yellow]{_esc(ev['detail'])}[/]")
+
+    session = LiveEngine(analyzer).session(live_opts)
+    replay(session, str(source), realtime=not fast, on_event=show)
+    analyzer.close()
+    st = session.stats
+    err.print(f"{st['utterances']} utterance(s), {st['frames']} face frame(s), compute {st['compute_seconds']:.1f} s "
+              f"for {session.now:.1f} s of stream")
+
+
+@app.command()
 def networks() -> None:
     """List the registered fusion networks (emofuse.networks.NETWORKS)."""
     from rich.console import Console

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import EmofuseError, InputError
 from .experts import ExpertOutput, LinearHead, shipped_head
-from .media import MediaOptions, Probe, decode_audio, decode_image, iter_frames, probe
+from .media import SAMPLE_RATE, MediaOptions, Probe, decode_audio, decode_image, iter_frames, probe
 from .result import MODALITIES, AnalysisError, AnalysisResult, Segment, Transcript
 
 Progress = Callable[[float], None]
@@ -221,6 +221,29 @@ class Analyzer:
             notes.insert(0, f"{len(blank)} blank line(s) (line {shown}): their segments are kept, without an answer")
         return AnalysisResult(name, "text", 0.0, tuple(segs), tuple(notes) + self.fusion_notes,
                               {"total": time.perf_counter() - t0})
+
+    def analyze_samples(self, audio: np.ndarray, face_times: Sequence[float] = (), face_obs: Sequence[Any] = (),
+                        name: str = "<samples>") -> AnalysisResult:
+        """Analyse audio already in memory (16 kHz mono float, e.g. a live utterance) with the face observations
+        of frames seen meanwhile (``FaceAnalyzer.analyze_frames``; times in seconds from the audio's start):
+        the same stages and segments as a file. Raises InputError on audio that cannot be used."""
+        a = np.asarray(audio)
+        if a.ndim != 1 or not len(a) or a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise InputError(f"{name}: audio must be a non-empty 1-D float array of 16 kHz samples with finite values, "
+                             f"not {a.dtype} of shape {a.shape}")
+        if len(face_times) != len(face_obs):
+            raise InputError(f"{name}: {len(face_times)} face times for {len(face_obs)} face observations")
+        faces = "face" in self.options.modalities and len(face_obs) > 0
+        p = Probe(Path(name), "video" if faces else "audio", len(a) / SAMPLE_RATE, True, faces)
+        w = _Pending(p, time.perf_counter())
+        w.audio = a.astype(np.float32, copy=False)
+        if faces:
+            done: Future[tuple[list[float], list[Any], list[str], float]] = Future()
+            done.set_result((list(face_times), list(face_obs), [], 0.0))
+            w.face = done
+        if "voice" in self.options.modalities or "text" in self.options.modalities:
+            self._transcribe([w])
+        return self._finish_av(w)
 
     def analyze_many(self, sources: Sequence[str | Path]) -> list[AnalysisResult | AnalysisError]:
         """Analyse several inputs; a bad one yields an AnalysisError and the rest go on. Short recordings

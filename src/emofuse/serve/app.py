@@ -2,6 +2,8 @@
 
 Routes (the OpenAPI schema is at ``/openapi.json``, its browsable form at ``/docs``):
 
+* ``GET /`` — the web page (``static/``: drop a file, or stream the webcam and microphone over ``/v1/live``).
+* ``WS /v1/live`` — a live stream (``live_ws.py``).
 * ``GET /healthz`` — the process answers; ``GET /readyz`` — 200 once the models are loaded (503 before, or
   with the cause when loading failed).
 * ``GET /v1/models`` — the model components (package, sha256), the heads shipped in the package (sha256) and
@@ -60,18 +62,20 @@ class ServeOptions:
     concurrency: int = 1  # analyses at once per worker, each with its own models (~0.7 GB): 2 cores gain nothing
     queue: int = 16  # requests waiting for an analysis beyond those running; more get 429
     timeout: float = 600.0  # seconds for a request, waiting included; then 504
+    max_live: int = 4  # live WebSocket streams at once per worker; more are closed with 1013 (try again later)
+    live_idle: float = 30.0  # seconds a live stream may stay silent (no message) before it is closed
     analyzer: AnalyzerOptions = field(default_factory=lambda: AnalyzerOptions(max_duration=1800.0))
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
             raise InputError(f"--port must be an integer in 0..65535, not {self.port!r}")
-        for name in ("workers", "max_files", "max_text_chars", "concurrency"):
+        for name in ("workers", "max_files", "max_text_chars", "concurrency", "max_live"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be an integer >= 1, not {v!r}")
         if isinstance(self.queue, bool) or not isinstance(self.queue, int) or self.queue < 0:
             raise InputError(f"--queue must be an integer >= 0, not {self.queue!r}")
-        for name in ("max_upload_mb", "timeout"):
+        for name in ("max_upload_mb", "timeout", "live_idle"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive number, not {v!r}")
@@ -118,12 +122,16 @@ def create_app(options: ServeOptions = ServeOptions(), analyzers: list[Any] | No
         try:
             ready = analyzers if analyzers is not None else await asyncio.get_running_loop().run_in_executor(
                 executor, load)
-            state.update(pool=Pool(list(ready)), ready=True, load_seconds=round(time.perf_counter() - t0, 2))
+            from ..live import LiveEngine
+
+            engines = {id(a): LiveEngine(a) for a in ready}
+            state.update(pool=Pool(list(ready)), analyzers=list(ready), engines=engines, ready=True,
+                         load_seconds=round(time.perf_counter() - t0, 2))
         except Exception as e:  # noqa: BLE001 - /readyz says why; the process stays up to say it
             state["error"] = f"{type(e).__name__}: {e}"
         yield
-        if analyzers is None and state["pool"] is not None:
-            for a in state["pool"]._q._queue:  # noqa: SLF001 - closing our own analyzers at shutdown
+        if analyzers is None:
+            for a in state.get("analyzers", []):
                 a.close()
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -146,6 +154,18 @@ def create_app(options: ServeOptions = ServeOptions(), analyzers: list[Any] | No
 
     app.add_exception_handler(Exception, bug)
     v1 = [Depends(authorised)]
+
+    static = Path(__file__).resolve().parent / "static"
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Any:
+        from fastapi.responses import FileResponse
+
+        return FileResponse(static / "index.html", media_type="text/html")
+
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -196,7 +216,8 @@ def create_app(options: ServeOptions = ServeOptions(), analyzers: list[Any] | No
                               "timeout; retry later", **{"Retry-After": str(gate.retry_after())})
             try:
                 t1 = time.monotonic()
-                docs = await asyncio.get_running_loop().run_in_executor(executor, _run_job, analyzer, job, deadline)
+                docs = await asyncio.get_running_loop().run_in_executor(
+                    executor, _run_job, state["engines"][id(analyzer)], job, deadline)
                 took = time.monotonic() - t1
             except _Expired:
                 return refuse(504, f"the analysis ran past the server's {options.timeout:g} s request timeout; "
@@ -212,6 +233,9 @@ def create_app(options: ServeOptions = ServeOptions(), analyzers: list[Any] | No
             return JSONResponse(body | {"detail": docs[0]["error"]}, status_code=422)
         return JSONResponse(body)
 
+    from .live_ws import add_live_route
+
+    add_live_route(app, state, options)
     return BodyLimit(app, int(options.max_upload_mb * 2**20))
 
 
@@ -266,8 +290,14 @@ async def _read_job(request: Any, tmp: Path, options: ServeOptions) -> dict[str,
     return {"texts": [], "files": files, "tmp": str(tmp)}
 
 
-def _run_job(analyzer: Any, job: dict[str, Any], deadline: float) -> list[dict[str, Any]]:
-    """Analyse a job on a worker thread; documents in input order, each named by the client's name."""
+def _run_job(engine: Any, job: dict[str, Any], deadline: float) -> list[dict[str, Any]]:
+    """Analyse a job on a worker thread, holding the analyzer's models (live streams on it wait); documents in
+    input order, each named by the client's name."""
+    with engine.speech_lock, engine.face_lock:
+        return _analyse(engine.analyzer, job, deadline)
+
+
+def _analyse(analyzer: Any, job: dict[str, Any], deadline: float) -> list[dict[str, Any]]:
     from ..result import AnalysisError
 
     def check(*_: Any) -> None:
