@@ -453,8 +453,8 @@ def live(
     replay(session, str(source), realtime=not fast, on_event=show)
     analyzer.close()
     st = session.stats
-    err.print(f"{st['utterances']} utterance(s), {st['frames']} face frame(s), compute {st['compute_seconds']:.1f} s "
-              f"for {session.now:.1f} s of stream")
+    err.print(f"{st['utterances']} utterance(s), {st['frames']} face frame(s); compute: speech {st['speech_compute']:.1f} s, "
+              f"faces {st['face_compute']:.1f} s, for {session.now:.1f} s of stream")
 
 
 @app.command()

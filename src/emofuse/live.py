@@ -97,7 +97,9 @@ class LiveSession:
         self._last_frame = -1e9  # stream time of the last frame processed
         self._born = time.monotonic()
         self.dropped_frames = 0
-        self.stats = {"utterances": 0, "partials": 0, "frames": 0, "speech_seconds": 0.0, "compute_seconds": 0.0}
+        # compute seconds per thread (speech and faces run side by side): each below the stream's length keeps up
+        self.stats = {"utterances": 0, "partials": 0, "frames": 0, "speech_seconds": 0.0, "speech_compute": 0.0,
+                      "face_compute": 0.0}
 
     @property
     def now(self) -> float:
@@ -146,7 +148,7 @@ class LiveSession:
             obs = face.analyze_frames([rgb])[0]
         spent = time.perf_counter() - t0
         self.stats["frames"] += 1
-        self.stats["compute_seconds"] += spent
+        self.stats["face_compute"] += spent
         self._faces.append((t, obs))
         while self._faces and self._faces[0][0] < t - self.options.max_utterance - 5:
             self._faces.popleft()
@@ -235,7 +237,7 @@ class LiveSession:
         self._trim(start, speech_end)
         self._checked = 0  # the rest of the buffer may hold another whole utterance: look again at once
         self._partial_text = ""
-        self.stats["compute_seconds"] += spent
+        self.stats["speech_compute"] += spent
         self.stats["speech_seconds"] += (e - s) / SAMPLE_RATE
         from .result import segment_dict
 
@@ -260,7 +262,7 @@ class LiveSession:
         finally:
             self.engine.speech_lock.release()
         self._last_partial = time.monotonic()
-        self.stats["compute_seconds"] += time.perf_counter() - t0
+        self.stats["speech_compute"] += time.perf_counter() - t0
         text = " ".join(u.text for u in utts if u.text).strip()
         if not text or text == self._partial_text:
             return []
