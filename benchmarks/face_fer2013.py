@@ -11,20 +11,17 @@ FER2013 train, so no part of train can choose a weight fairly). Each is scored t
 * **analyze_image**: the whole still-image path (BlazeFace on the small image, FER2013 framing, the whole-image
   fallback when no face is found), what a user who passes such an image gets.
 
-PublicTest was the trained network's held-out split (scored once by its training run); here it is read again
-only to compare experts that are all already fixed. ``--quantize-with PY`` also makes an int8 (QDQ, static,
-per-channel) graph of the face network with a Python that has ``onnx`` (this project cannot depend on it:
-mediapipe pins protobuf < 5), calibrated on 512 FER2013 *train* faces, and scores it the same way.
+The face network runs as shipped, on its int8 graph (``scripts/quantize_face.py``), and on its fp32 graph
+(``int8=False``) for comparison. PublicTest was the trained network's held-out split (scored once by its
+training run); here it is read again only to compare experts that are all already fixed.
 
-    python benchmarks/face_fer2013.py [--data ../shared/data] [--quantize-with /tmp/q/bin/python]
+    python benchmarks/face_fer2013.py [--data ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,23 +30,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-QUANTIZE = """
-import sys
-import numpy as np
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
-
-class Faces(CalibrationDataReader):
-    def __init__(self, x):
-        self.it = iter([{"faces": x[i:i + 32]} for i in range(0, len(x), 32)])
-    def get_next(self):
-        return next(self.it, None)
-
-x = np.load(sys.argv[3]).astype(np.float32)[:, None] / 255.0
-quant_pre_process(sys.argv[1], sys.argv[2] + ".pre.onnx", skip_symbolic_shape=True)  # folds batch norm first
-quantize_static(sys.argv[2] + ".pre.onnx", sys.argv[2], Faces(x), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-"""
 
 
 def faces(folder: Path, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -95,7 +75,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--limit", type=int, default=None, help="images per class (default: all 3,589)")
-    ap.add_argument("--quantize-with", default=None, help="a Python with onnx + onnxruntime, for the int8 graph")
     a = ap.parse_args()
     root = Path(a.data) / "faces" / "fer2013"
     if not (root / "validation").is_dir():
@@ -112,32 +91,25 @@ def main() -> int:
           f"{face_net.weights_path().stat().st_size / 1e6:.2f} MB")
     rows: list[tuple[str, str, dict[str, float]]] = []
     cost: dict[str, tuple[float, float]] = {}
-    for expert in ("fer-mini-xception", "face-cnn", "ensemble"):
-        with FaceAnalyzer(FaceOptions(expert=expert)) as an:
-            rows.append((expert, "crops", scores(y, an.classify(x64))))
+    for expert, int8 in (("fer-mini-xception", True), ("face-cnn", True), ("face-cnn", False), ("ensemble", True)):
+        name = expert + (" fp32" if not int8 else " int8" if expert != "fer-mini-xception" else "")
+        with FaceAnalyzer(FaceOptions(expert=expert, int8=int8)) as an:
+            rows.append((name, "crops", scores(y, an.classify(x64))))
             obs = [an.analyze_image(cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)) for g in x48]
             p = np.stack([o.probs if o is not None else np.full(7, 1 / 7) for o in obs])
-            rows.append((expert, "analyze_image", scores(y, p)))
-            cost[expert] = per_face_ms(an.classify, x64[:256])
-    net = face_net.load()
-    rows.append(("face-cnn", "native 48 px", scores(y, net.predict_proba(x48))))
-    raw = net.logits(x48)
-    e = np.exp(raw - raw.max(1, keepdims=True))
-    rows.append(("face-cnn", "native, T = 1", scores(y, (e / e.sum(1, keepdims=True))[:, net._to_canonical])))
-    cost["face-cnn native 48 px"] = per_face_ms(net.predict_proba, x48[:256])
-    if a.quantize_with:
-        with tempfile.TemporaryDirectory() as tmp:
-            calib, _ = faces(root / "train", 512 // 7 + 1)
-            np.save(Path(tmp) / "calib.npy", calib[np.random.default_rng(0).permutation(len(calib))[:512]])
-            int8 = Path(tmp) / "face-int8.onnx"
-            subprocess.run([a.quantize_with, "-c", QUANTIZE, str(face_net.onnx_path()), str(int8),
-                            str(Path(tmp) / "calib.npy")], check=True, capture_output=True)
-            q = face_net.FaceNet(int8, face_net.read_meta(face_net.weights_path()))
-            pq = q.predict_proba(x48)
-            rows.append(("face-cnn int8", "native 48 px", scores(y, pq)))
-            print(f"int8 graph: {int8.stat().st_size / 1e6:.2f} MB; max |d prob| vs fp32 "
-                  f"{float(np.abs(pq - net.predict_proba(x48)).max()):.3f}")
-            cost["face-cnn int8 native 48 px"] = per_face_ms(q.predict_proba, x48[:256])
+            rows.append((name, "analyze_image", scores(y, p)))
+            cost[name] = per_face_ms(an.classify, x64[:256])
+    for int8 in (True, False):
+        net = face_net.load(int8=int8)
+        tag = "int8" if int8 else "fp32"
+        rows.append((f"face-cnn {tag}", "native 48 px", scores(y, net.predict_proba(x48))))
+        raw = net.logits(x48)
+        e = np.exp(raw - raw.max(1, keepdims=True))
+        rows.append((f"face-cnn {tag}", "native, T = 1", scores(y, (e / e.sum(1, keepdims=True))[:, net._to_canonical])))
+        cost[f"face-cnn {tag} native 48 px"] = per_face_ms(net.predict_proba, x48[:256])
+    q, f = face_net.load(int8=True).predict_proba(x48), face_net.load(int8=False).predict_proba(x48)
+    print(f"int8 graph vs fp32: max |d prob| {float(np.abs(q - f).max()):.3f}, same label on "
+          f"{float((q.argmax(1) == f.argmax(1)).mean()):.1%} of the faces")
     print("\n| expert | input | accuracy | balanced | macro F1 | disgust recall | fear recall | ECE |")
     print("|---|---|---|---|---|---|---|---|")
     for expert, how, s in rows:

@@ -121,7 +121,8 @@ def test_a_paused_run_resumes_to_the_same_weights_and_exports(tmp_path: Path, da
     assert face_net.setup(verbose=False)["face-cnn"] == str(face_net.onnx_path())
     crops = np.random.default_rng(2).integers(0, 256, (3, 64, 64), dtype=np.uint8)
     with ff.FaceAnalyzer(ff.FaceOptions(expert="face-cnn", threads=1)) as cnn, \
-            ff.FaceAnalyzer(ff.FaceOptions(expert="ensemble", threads=1)) as both, ff.FaceAnalyzer() as fer:
+            ff.FaceAnalyzer(ff.FaceOptions(expert="ensemble", threads=1)) as both, \
+            ff.FaceAnalyzer(ff.FaceOptions(expert="fer-mini-xception", threads=1)) as fer:
         pc, pb, pf = cnn.classify(crops), both.classify(crops), fer.classify(crops)
     assert pc.shape == (3, 7) and np.allclose(pb, (pc + pf) / 2) and not np.allclose(pc, pf)
     with pytest.raises(InputError, match="FaceOptions.expert"):
@@ -138,3 +139,23 @@ def _foreign(tmp: Path) -> Path:
 
     save_file({"x": np.zeros(2, np.float32)}, str(tmp / "other.safetensors"), metadata={"emofuse": "{}"})
     return tmp / "other.safetensors"
+
+
+@pytest.mark.slow
+def test_the_shipped_network_runs_its_int8_graph_made_from_its_own_weights() -> None:
+    from emofuse.features import face_net
+
+    if not face_net.weights_path().exists():
+        pytest.skip("this build ships no face network")
+    g = face_net.int8_path()
+    assert g is not None and face_net.graph_path() == g  # current: made from these very weights
+    meta = face_net.read_meta(face_net.weights_path())
+    assert meta["test"]["WA"] > 0.6 and meta["order"] == list(face_net.ORDER)
+    import cv2
+
+    from conftest import MEDIA
+
+    face = cv2.resize(cv2.imread(str(MEDIA / "single_face.jpg"), cv2.IMREAD_GRAYSCALE), (48, 48))
+    faces = np.stack([face, face[:, ::-1], np.full((48, 48), 128, np.uint8)])
+    q, f = face_net.load(threads=1).predict_proba(faces), face_net.load(threads=1, int8=False).predict_proba(faces)
+    assert np.abs(q - f).max() < 0.1 and (q.argmax(1) == f.argmax(1))[:2].all()

