@@ -5,7 +5,8 @@ on a WebSocket), then sends one JSON text message::
 
     {"type": "start", "sample_rate": 16000, "format": "pcm16", "modalities": ["voice", "face", "text"]}
 
-(every field optional; ``modalities`` a subset of the server's), and then binary messages whose first byte
+(every field optional; ``modalities`` a subset of the server's; ``"partials": false`` for no partial
+transcripts), and then binary messages whose first byte
 tags them: ``0x01`` + little-endian 16-bit mono PCM (~100 ms each), ``0x02`` + one JPEG (or PNG / WebP)
 frame. ``{"type": "stop"}`` ends the stream: the open utterance is analysed, then ``{"type": "end", ...}`` and
 the socket closes (1000). The server sends JSON events: ``ready`` (after the start message), ``face``,
@@ -75,7 +76,7 @@ async def _serve_stream(ws: WebSocket, engine: Any, options: Any, pool: ThreadPo
         return
     try:
         start = _start_message(first, engine.analyzer.options.modalities)
-        session = engine.session(LiveOptions(sample_rate=start["sample_rate"]))
+        session = engine.session(LiveOptions(sample_rate=start["sample_rate"], partials=start["partials"]))
     except EmofuseError as e:
         await _close(ws, 1003, str(e))
         return
@@ -220,9 +221,11 @@ def _start_message(msg: dict[str, Any], served: tuple[str, ...]) -> dict[str, An
     if not isinstance(d, dict) or d.get("type") != "start":
         raise InputError("the first message must be JSON {\"type\": \"start\", \"sample_rate\": 16000, \"format\": "
                          "\"pcm16\"}")
-    unknown = sorted(set(d) - {"type", "sample_rate", "format", "modalities", "language"})
+    unknown = sorted(set(d) - {"type", "sample_rate", "format", "modalities", "language", "partials"})
     if unknown:
-        raise InputError(f"unknown start field(s) {unknown}; known: sample_rate, format, modalities, language")
+        raise InputError(f"unknown start field(s) {unknown}; known: sample_rate, format, modalities, partials")
+    if not isinstance(d.get("partials", True), bool):
+        raise InputError(f"partials must be true or false, not {d.get('partials')!r}")
     if d.get("format", "pcm16") != "pcm16":
         raise InputError(f"audio format {d.get('format')!r} is not supported: send 16-bit little-endian mono PCM "
                          "(\"pcm16\")")
@@ -232,7 +235,8 @@ def _start_message(msg: dict[str, Any], served: tuple[str, ...]) -> dict[str, An
     mods = d.get("modalities", list(served))
     if not isinstance(mods, list) or not mods or any(m not in served for m in mods):
         raise InputError(f"modalities must be a non-empty subset of what this server runs: {list(served)}")
-    return {"sample_rate": d.get("sample_rate", 16000), "modalities": [m for m in served if m in mods]}
+    return {"sample_rate": d.get("sample_rate", 16000), "modalities": [m for m in served if m in mods],
+            "partials": d.get("partials", True)}
 
 
 async def _close(ws: WebSocket, code: int, reason: str, say: bool = True) -> None:
