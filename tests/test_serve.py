@@ -288,6 +288,7 @@ def test_live_bad_messages_close_only_their_stream(serve: Any, media: Path) -> N
                              (json.dumps({"type": "start", "format": "opus"}), None, "not supported"),
                              (json.dumps({"type": "start", "sample_rate": 4000}), None, "sample_rate must be"),
                              (json.dumps({"type": "start", "modalities": ["smell"]}), None, "modalities must be"),
+                             (json.dumps({"type": "start", "partials": "yes"}), None, "partials must be"),
                              (json.dumps({"type": "start"}), b"\x07abc", "must start with 0x01"),
                              (json.dumps({"type": "start"}), b"\x01abc", "not whole 16-bit samples"),
                              (json.dumps({"type": "start"}), b"\x02not a jpeg", "not a JPEG"),
