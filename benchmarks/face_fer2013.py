@@ -32,18 +32,19 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 
 
-def faces(folder: Path, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """[n, 48, 48] uint8 and canonical labels of a FER2013 image folder (class sub-folders)."""
+def faces(data: Path, split: str, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """[n, 48, 48] uint8 and canonical labels of a FER2013 split (the corpus loader's items, ``limit`` per class)."""
     import cv2
 
-    from emofuse.taxonomy import FER2013
+    from emofuse.corpora import prepare
 
-    x, y = [], []
-    for name, label in FER2013.items():
-        files = sorted((folder / name).glob("*.*"))[:limit]
-        x += [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
-        y += [label] * len(files)
-    return np.stack(x), y
+    items = [it for it in prepare("fer2013", data) if it.split == split]
+    if limit is not None:
+        per: dict[str, list] = {}  # type: ignore[type-arg]
+        for it in items:
+            per.setdefault(str(it.label), []).append(it)
+        items = [it for group in per.values() for it in group[:limit]]
+    return np.stack([cv2.imread(str(it.paths[0]), cv2.IMREAD_GRAYSCALE) for it in items]), [str(it.label) for it in items]
 
 
 def scores(y: list[str], p: np.ndarray) -> dict[str, float]:
@@ -76,16 +77,15 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--limit", type=int, default=None, help="images per class (default: all 3,589)")
     a = ap.parse_args()
-    root = Path(a.data) / "faces" / "fer2013"
-    if not (root / "validation").is_dir():
-        print(f"FER2013 not under {root}", file=sys.stderr)
+    if not (Path(a.data) / "faces" / "fer2013" / "validation").is_dir():
+        print(f"FER2013 not under {a.data}/faces/fer2013", file=sys.stderr)
         return 2
     import cv2
 
     from emofuse.features import face_net
     from emofuse.features.face import FaceAnalyzer, FaceOptions
 
-    x48, y = faces(root / "validation", a.limit)
+    x48, y = faces(Path(a.data), "val", a.limit)
     x64 = np.stack([cv2.resize(g, (64, 64), interpolation=cv2.INTER_LINEAR) for g in x48])
     print(f"FER2013 PublicTest: {len(y)} faces; weights {face_net.weights_path().name}, "
           f"{face_net.weights_path().stat().st_size / 1e6:.2f} MB")

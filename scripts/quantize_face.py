@@ -14,7 +14,6 @@ made from, so a retrained network never meets a stale graph). ``benchmarks/face_
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -53,14 +52,18 @@ def main() -> int:
     import cv2
 
     from emofuse.features import face_net
-    from emofuse.taxonomy import FER2013
+    from emofuse.store import sha256_file
+    from emofuse.corpora import prepare
 
     w = face_net.weights_path()
     fp32 = face_net.onnx_path(w)
     if not fp32.exists():
         face_net.export_onnx(w, fp32)
-    train = Path(a.data) / "faces" / "fer2013" / "train"
-    files = [f for name in FER2013 for f in sorted((train / name).glob("*.*"))[:74]]  # 74 per class, 518 in all
+    per: dict[str, list[Path]] = {}
+    for it in prepare("fer2013", a.data):
+        if it.split == "train":
+            per.setdefault(str(it.label), []).append(it.paths[0])
+    files = [f for group in per.values() for f in group[:74]]  # 74 per class, 518 in all
     calib = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
     calib = calib[np.random.default_rng(0).permutation(len(calib))[:512]]
     dst = w.with_name(face_net.INT8)
@@ -70,8 +73,7 @@ def main() -> int:
         subprocess.run([a.quantize_with, "-c", QUANTIZE, str(fp32), str(out), str(Path(tmp) / "calib.npy")],
                        check=True, capture_output=True)
         dst.write_bytes(out.read_bytes())
-    side = {"source_sha256": hashlib.sha256(w.read_bytes()).hexdigest(), "graph_sha256":
-            hashlib.sha256(dst.read_bytes()).hexdigest(), "quantisation": "static QDQ, per-channel int8 weights, "
+    side = {"source_sha256": sha256_file(w), "graph_sha256": sha256_file(dst), "quantisation": "static QDQ, per-channel int8 weights, "
             "uint8 activations (onnxruntime.quantization.quantize_static)", "calibration": "512 FER2013 train faces"}
     dst.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n", encoding="utf-8")
     print(f"{dst} ({dst.stat().st_size / 1e6:.2f} MB) from {w.name} sha256 {side['source_sha256'][:16]}")

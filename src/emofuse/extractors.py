@@ -145,13 +145,11 @@ class Extractor:
         comp = self.config.asr_model if self.modality == "voice" else self.config.component
         c = COMPONENTS.get(comp)
         if self.modality == "face" and self.config.expert != "fer-mini-xception":
-            import hashlib
-
             from .features import face_net
+            from .store import sha256_file
 
             g = face_net.int8_path()  # the graph the analysis runs: int8 where current, else the fp32 weights
-            net = hashlib.sha256((g or face_net.weights_path()).read_bytes()).hexdigest() \
-                if face_net.weights_path().exists() else "missing"
+            net = sha256_file(g or face_net.weights_path()) if face_net.weights_path().exists() else "missing"
             return net if self.config.expert == "face-cnn" else f"{c.sha256 if c else None}+{net}"
         return c.sha256 if c else None
 

@@ -86,8 +86,7 @@ class ServeOptions:
             raise InputError(f"ServeOptions.analyzer must be AnalyzerOptions, not {type(self.analyzer).__name__}")
 
     def to_json(self) -> str:
-        d = dataclasses.asdict(self)
-        return json.dumps(d)
+        return json.dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, s: str) -> "ServeOptions":
@@ -124,15 +123,14 @@ def create_app(options: ServeOptions = ServeOptions(), analyzers: list[Any] | No
                 executor, load)
             from ..live import LiveEngine
 
-            engines = {id(a): LiveEngine(a) for a in ready}
-            state.update(pool=Pool(list(ready)), analyzers=list(ready), engines=engines, ready=True,
-                         load_seconds=round(time.perf_counter() - t0, 2))
+            engines = [LiveEngine(a) for a in ready]  # each analyzer with its two locks, shared by REST and live
+            state.update(pool=Pool(engines), engines=engines, ready=True, load_seconds=round(time.perf_counter() - t0, 2))
         except Exception as e:  # noqa: BLE001 - /readyz says why; the process stays up to say it
             state["error"] = f"{type(e).__name__}: {e}"
         yield
         if analyzers is None:
-            for a in state.get("analyzers", []):
-                a.close()
+            for e in state.get("engines", []):
+                e.analyzer.close()
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="emofuse", version=__version__, lifespan=lifespan,
@@ -210,20 +208,19 @@ def create_app(options: ServeOptions = ServeOptions(), analyzers: list[Any] | No
             except EmofuseError as e:
                 return refuse(413 if isinstance(e, BodyTooLarge) else 422, str(e))
             try:
-                analyzer = await state["pool"].take(max(0.0, deadline - time.monotonic()))
+                engine = await state["pool"].take(max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 return refuse(503, f"no analysis slot freed within the server's {options.timeout:g} s request "
                               "timeout; retry later", **{"Retry-After": str(gate.retry_after())})
             try:
                 t1 = time.monotonic()
-                docs = await asyncio.get_running_loop().run_in_executor(
-                    executor, _run_job, state["engines"][id(analyzer)], job, deadline)
+                docs = await asyncio.get_running_loop().run_in_executor(executor, _run_job, engine, job, deadline)
                 took = time.monotonic() - t1
             except _Expired:
                 return refuse(504, f"the analysis ran past the server's {options.timeout:g} s request timeout; "
                               "send shorter media or fewer files per request")
             finally:
-                state["pool"].give(analyzer)
+                state["pool"].give(engine)
         finally:
             gate.release(took)
             shutil.rmtree(tmp, ignore_errors=True)

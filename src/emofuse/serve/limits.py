@@ -89,7 +89,7 @@ class Gate:
 
 
 class Pool:
-    """The worker's analyzers (one per slot), lent to one request at a time."""
+    """The worker's analyzers (one per slot, each in its LiveEngine), lent to one request at a time."""
 
     def __init__(self, items: list[Any]) -> None:
         self._q: asyncio.Queue[Any] = asyncio.Queue()

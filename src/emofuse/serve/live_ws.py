@@ -55,7 +55,7 @@ def add_live_route(app: FastAPI, state: dict[str, Any], options: Any) -> None:
         if sum(live.values()) >= options.max_live:
             await _close(ws, 1013, f"the server already serves {options.max_live} live streams; retry later")
             return
-        engine = min(state["engines"].values(), key=lambda e: live.get(id(e), 0))
+        engine = min(state["engines"], key=lambda e: live.get(id(e), 0))
         live[id(engine)] = live.get(id(engine), 0) + 1
         try:
             await _serve_stream(ws, engine, options, pool)

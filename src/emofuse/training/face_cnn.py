@@ -15,9 +15,10 @@ A ``[face_cnn]`` run (``emofuse train configs/face_cnn_fer2013.toml --save PATH`
 * **Resumable.** ``out/checkpoint.pt`` (weights, optimiser, position, history) after every epoch and every
   ``checkpoint_every`` steps; ``--resume`` continues it. Each step's randomness is seeded by (seed, step), so a
   resumed run computes what an uninterrupted one would.
-* **Saved.** ``--save X.safetensors``: the kept weights (fp16; batch-norm statistics fp32) and a header (format
-  ``emofuse-facecnn/1``: width, class order, input scaling, the temperature fitted on the selection part, the
-  figures). ``emofuse setup`` exports the ONNX graph the analysis runs.
+* **Saved.** ``--save X.safetensors``: the kept weights (``face_net.pack_state``: int8 per output channel, batch-norm
+  statistics fp32) and a header (format ``emofuse-facecnn/2``: width, class order, input scaling, the temperature
+  fitted on the selection part, the figures). ``emofuse setup`` exports the fp32 ONNX graph;
+  ``scripts/quantize_face.py`` makes the int8 one the analysis runs.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ import numpy as np
 
 from ..corpora import Item, item_key
 from ..errors import InputError
+from ..features.face_net import FORMAT as FACE_FORMAT
 from .resumable import RunState, checkpoint_path, write_checkpoint
 
 __all__ = ["FACE_FORMAT", "FaceCNNOptions", "run_face_cnn"]
 
-FACE_FORMAT = "emofuse-facecnn/1"
 SELECT = ("WA", "UA", "macro_f1")
 
 
@@ -317,18 +318,18 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
 
 def save_weights(path: str | Path, state: dict[str, Any], opts: FaceCNNOptions, temperature: float, cfg: Any,
                  result: dict[str, Any], canonical: list[str]) -> Path:
-    """The shipped file: fp16 weights (fp32 batch-norm statistics) and an ``emofuse-facecnn/1`` header."""
+    """The shipped file: int8 weights per output channel (``face_net.pack_state``) and a header."""
+    import torch
     from safetensors.torch import save_file
 
-    from ..features.face_net import ORDER
+    from ..features.face_net import ORDER, pack_state
 
     meta = {"format": FACE_FORMAT, "width": opts.width, "dropout": opts.dropout, "order": list(ORDER),
             "canonical": canonical, "input": "48x48 grey, pixels / 255", "tta": opts.tta, "temperature": temperature,
             "licence": cfg.licence, "training": {k: result[k] for k in ("options", "corpora", "n_fit", "n_selection",
                                                                           "best_epoch", "train_seconds", "history")},
             "selection": result.get("selection"), "test": result.get("test"), "calibration": result.get("calibration")}
-    tensors = {k: (v.half() if v.is_floating_point() and "running" not in k else v).contiguous()
-               for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    tensors = pack_state(torch, state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"emofuse": json.dumps(meta, default=float)})
