@@ -49,7 +49,10 @@ def test_config_round_trips_and_bad_options_are_named() -> None:
                      (CFG.replace("{{goemotions = 12}}", "{{isear = 12}}"), "finetune.per_epoch.isear"),
                      (CFG + "[model]\nkind = 'linear'\n", "a [finetune] run has no [model]"),
                      (CFG + "regress = {{emobank = ['joy']}}\n", "finetune.regress.emobank"),
-                     (CFG + "regress = {{nocorpus = ['valence']}}\n", "finetune.regress.nocorpus: unknown corpus")):
+                     (CFG + "regress = {{nocorpus = ['valence']}}\n", "finetune.regress.nocorpus: unknown corpus"),
+                     (CFG + "encoder = 'roberta'\n", "finetune.encoder: one of"),
+                     (CFG + "precision = 'fp16'\n", "finetune.precision: one of"),
+                     (CFG + "distill_weight = 2\n", "distill_weight in")):
         with pytest.raises(InputError, match=msg.replace("[", r"\[")):
             loads_config(bad.format(out="/tmp/x", root="/tmp"))
 
@@ -101,6 +104,18 @@ def test_a_paused_run_resumes_to_the_same_adapters(tmp_path: Path, data_root: Pa
     np.testing.assert_allclose(head.W * t, a["head.weight"].astype(np.float32).T, atol=2e-3)
     np.testing.assert_allclose(head.R, a["va.weight"].astype(np.float32).T, atol=2e-3)
     assert (head.mean == 0).all() and (head.scale == 1).all()
+    # distillation: the finished run as a teacher; its logits computed once per student run, deterministically
+    student = CFG.replace("epochs = 2", "epochs = 1") + f"teacher = '{tmp_path / 'whole'}'\ndistill_weight = 0.7\n"
+    with pytest.raises(InputError, match="finetune.teacher: .* no results.json"):
+        run(loads_config((CFG + "teacher = '{out}'\n").format(out=tmp_path / "none", root=data_root)), progress=False)
+    s1 = run(loads_config(student.format(out=tmp_path / "student", root=data_root)), progress=False)
+    logits = np.load(tmp_path / "student" / "teacher_logits.npy")
+    assert logits.shape == (s1["n_fit"], 7) and np.isfinite(logits).all() and logits.std() > 0
+    run(loads_config(student.format(out=tmp_path / "student2", root=data_root)), progress=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "student2" / "teacher_logits.npy"), logits)
+    mp = loads_config((CFG + "encoder = 'mpnet-base'\n").format(out=tmp_path / "mp", root=data_root))
+    with pytest.raises(InputError, match="no extractor for a fine-tuned mpnet-base"):
+        run(mp, progress=False, save=tmp_path / "mp.lora.safetensors")  # refused before training
     paused = loads_config((CFG + REGRESS).format(out=tmp_path / "paused", root=data_root))
     p = run(paused, progress=False, stop_after_steps=3)
     assert p["stopped"] and p["step"] == 3

@@ -181,3 +181,28 @@ def test_meld_dev_weighted_f1_floor(data_root: Path, emo):
 
 
 FLOOR_MELD_WF1 = 0.38  # the frozen-encoder head scored 0.443 on this sample; the fine-tuned head: MELD dev overall 0.536
+
+
+def test_torch_mpnet_matches_transformers_mpnet() -> None:
+    """The self-contained MPNet (the fine-tuning teacher) computes what ``transformers.MPNetModel`` does,
+    padding and relative-position buckets included (a small random model: no weights needed)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from emofuse.features.text import MPNET_PAD, _torch_mpnet
+
+    torch.manual_seed(0)
+    cfg = transformers.MPNetConfig(vocab_size=120, hidden_size=48, num_hidden_layers=2, num_attention_heads=12,
+                                   intermediate_size=64, max_position_embeddings=300, pad_token_id=MPNET_PAD)
+    ref = transformers.MPNetModel(cfg, add_pooling_layer=False).eval()
+    mine = _torch_mpnet(torch, {k: v for k, v in ref.state_dict().items()}).eval()
+    ids = torch.randint(3, 120, (3, 200))
+    ids[:, 0] = 0
+    ids[1, 7:] = MPNET_PAD  # a short, padded row
+    mask = (ids != MPNET_PAD).long()
+    with torch.no_grad():
+        h = ref(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask[..., None].float()
+        want = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=1)
+        got = mine(ids, mask)
+    assert (got - want).abs().max().item() < 1e-5
+    assert (got[1] - want[1]).abs().max().item() < 1e-5

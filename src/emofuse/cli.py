@@ -227,11 +227,17 @@ class _ProgressBars:
 @app.command()
 def setup() -> None:
     """Prepare the models once (join split weights, verify checksums, build the text encoder graph)."""
+    from .errors import MissingComponentError
     from .store import COMPONENTS, resolve
 
     err = _err_console()
-    for name in COMPONENTS:
-        err.print(f"{name}: {resolve(name)}")
+    for name, c in COMPONENTS.items():
+        try:
+            err.print(f"{name}: {resolve(name)}")
+        except MissingComponentError as e:
+            if not c.optional:
+                raise
+            err.print(f"{name}: not installed, optional ({_esc(str(e))})")
     from .features import face_net
     from .features import text as text_features
 

