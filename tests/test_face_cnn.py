@@ -75,6 +75,24 @@ def test_a_paused_run_resumes_to_the_same_weights_and_exports(tmp_path: Path, da
         run(whole, progress=False, save=tmp_path / "face.onnx")  # refused before training
     r = run(whole, progress=False, save=tmp_path / "whole.safetensors")
     assert r["best_epoch"] in (1, 2) and r["test"]["split"] == ["val"] and r["calibration"]["temperature"] > 0
+    # a warm restart from the saved network starts from its weights; one trained on another carve is refused
+    warm = loads_config((CFG + f"init_from = '{tmp_path / 'whole.safetensors'}'\n")
+                        .format(out=tmp_path / "warm", root=data_root).replace("epochs = 2", "epochs = 1"))
+    w = run(warm, progress=False)
+    assert w["best_epoch"] == 1 and w["options"]["init_from"].endswith("whole.safetensors")
+    import torch
+
+    from emofuse.features.face_net import face_cnn, load_torch
+    from emofuse.training.face_cnn import _warm_start
+
+    fresh, saved = face_cnn(torch, 4, 0.3), load_torch(torch, tmp_path / "whole.safetensors")[0]
+    _warm_start(torch, fresh, tmp_path / "whole.safetensors", warm.face_cnn, 0, r["n_fit"])
+    for k, v in saved.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    other = loads_config((CFG + f"init_from = '{tmp_path / 'whole.safetensors'}'\n")
+                         .format(out=tmp_path / "other", root=data_root).replace("seed = 0", "seed = 1"))
+    with pytest.raises(InputError, match="not trained on this run's carve"):
+        run(other, progress=False)
     paused = loads_config(CFG.format(out=tmp_path / "paused", root=data_root))
     p = run(paused, progress=False, stop_after_steps=3)
     assert p["stopped"] and p["step"] == 3

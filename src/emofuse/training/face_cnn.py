@@ -68,6 +68,9 @@ class FaceCNNOptions:
     # bf16 autocast + channels-last tensors for the training steps (master weights stay fp32; evaluation is fp32,
     # as the shipped graph is): 0.50 -> 0.16 s per step of 64 at width 32 on 2 AVX-512-BF16 cores (measured)
     precision: str = "bf16"
+    # a saved face network to start from (a warm restart: its weights, a fresh schedule); it must have been
+    # trained with this run's selection part (same seed, val_fraction and data), which is checked
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size", "checkpoint_every", "threads"):
@@ -157,6 +160,23 @@ def scaled(torch: Any, faces: np.ndarray) -> Any:
 # ------------------------------------------------------------------------------------------------ run
 
 
+def _warm_start(torch: Any, model: Any, path: Path, opts: FaceCNNOptions, seed: int, n_fit: int) -> None:
+    """Load a saved network's weights into ``model``, refusing one whose training saw this run's selection
+    part (another carve: a different seed, val_fraction or number of fitting faces)."""
+    from ..features.face_net import load_torch
+
+    if not path.exists():
+        raise InputError(f"face_cnn.init_from: {path} does not exist")
+    src, meta = load_torch(torch, path)
+    t = meta.get("training", {})
+    was = (t.get("options", {}).get("val_fraction"), t.get("n_fit"), t.get("seed", seed))
+    if int(meta["width"]) != opts.width or was != (opts.val_fraction, n_fit, seed):
+        raise InputError(f"face_cnn.init_from: {path} (width {meta['width']}, val_fraction / n_fit / seed {was}) was "
+                         f"not trained on this run's carve (width {opts.width}, {(opts.val_fraction, n_fit, seed)}): "
+                         "its selection figures would be optimistic")
+    model.load_state_dict(src.state_dict())
+
+
 def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None, resume: bool = False,
                  progress: bool = True, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train (or resume) the face CNN of ``cfg`` (a TrainConfig with a ``[face_cnn]`` table); returns the results."""
@@ -214,6 +234,8 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         st = RunState(**blob["state"])
+    elif opts.init_from:
+        _warm_start(torch, model, Path(opts.init_from), opts, cfg.seed, len(yf))
     out.mkdir(parents=True, exist_ok=True)
 
     def logits_of(X: np.ndarray) -> np.ndarray:
@@ -294,7 +316,7 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
     zs = logits_of(Xs)
     temp = fit_temperature(zs, ys)
-    result: dict[str, Any] = {"name": cfg.name, "kind": "face_cnn", "options": asdict(opts),
+    result: dict[str, Any] = {"name": cfg.name, "kind": "face_cnn", "options": asdict(opts), "seed": cfg.seed,
                               "corpora": list(cfg.data.corpora), "n_fit": len(yf), "n_selection": len(ys),
                               "n_test": len(test), "history": st.history, "best_epoch": st.best_epoch,
                               "train_seconds": round(st.seconds, 1), "steps_per_epoch": steps_per_epoch,
@@ -326,7 +348,7 @@ def save_weights(path: str | Path, state: dict[str, Any], opts: FaceCNNOptions, 
 
     meta = {"format": FACE_FORMAT, "width": opts.width, "dropout": opts.dropout, "order": list(ORDER),
             "canonical": canonical, "input": "48x48 grey, pixels / 255", "tta": opts.tta, "temperature": temperature,
-            "licence": cfg.licence, "training": {k: result[k] for k in ("options", "corpora", "n_fit", "n_selection",
+            "licence": cfg.licence, "training": {k: result[k] for k in ("options", "seed", "corpora", "n_fit", "n_selection",
                                                                           "best_epoch", "train_seconds", "history")},
             "selection": result.get("selection"), "test": result.get("test"), "calibration": result.get("calibration")}
     tensors = pack_state(torch, state)
