@@ -310,3 +310,40 @@ def test_live_bad_messages_close_only_their_stream(serve: Any, media: Path) -> N
             ws.send(json.dumps({"type": "start"}))
             assert json.loads(ws.recv(timeout=30))["type"] == "ready"
         assert "already serves 2 live streams" in _events(c)[-1]["detail"] and c.close_code == 1013
+
+
+@pytest.mark.slow
+def test_live_capture_from_devices(analyzer: Any, media: Path) -> None:
+    """`emofuse live --mic/--camera`: capture devices opened by PyAV. lavfi sources (a real recording and a
+    real face video behind `amovie` / `movie`) stand in for a microphone and a webcam, which CI has not."""
+    from emofuse.errors import InputError
+    from emofuse.live import LiveEngine, capture, open_device
+
+    with pytest.raises(InputError, match="FORMAT:NAME"):
+        open_device("default", "mic")
+    with pytest.raises(InputError, match="no 'nosuchfmt' input; it has .*lavfi"):
+        open_device("nosuchfmt:x", "mic")
+    with pytest.raises(InputError, match="cannot be opened"):
+        open_device("lavfi:amovie=/nonexistent.wav", "mic")
+    with pytest.raises(InputError, match="has no video stream"):
+        open_device("lavfi:sine=frequency=440:duration=1", "camera")
+    session = LiveEngine(analyzer).session()
+    events = capture(session, mic=f"lavfi:amovie={media / 'beckett.wav'}", camera=f"lavfi:movie={media / 'single_face.mp4'}",
+                     realtime=False)
+    utts = [e["segment"] for e in events if e["type"] == "utterance" and e["segment"]]
+    text = " ".join(u["text"] for u in utts).lower()
+    assert any(w in text for w in ("tried", "fail", "again", "better")), text
+    assert any(e["type"] == "face" and e.get("label") for e in events)
+    assert session.now > 5 and all("wall" in e for e in events)
+    # --seconds stops a source that would run on (a 60 s tone, no speech: no utterance)
+    t = time.monotonic()
+    events = capture(LiveEngine(analyzer).session(), mic="lavfi:sine=frequency=440:duration=60", seconds=1.0)
+    assert time.monotonic() - t < 10 and not [e for e in events if e["type"] == "utterance" and e.get("segment")]
+
+
+def test_live_cli_names_its_sources() -> None:
+    for args, msg in ((["live"], "either --from FILE"), (["live", "--mic", "default"], "FORMAT:NAME"),
+                      (["live", "--from", "x.wav", "--mic", "alsa:default"], "either --from FILE")):
+        r = subprocess.run([sys.executable, "-c", "from emofuse.cli import app; app()", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)

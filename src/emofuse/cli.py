@@ -419,23 +419,33 @@ def live(
     modalities: Annotated[str, typer.Option(help="comma-separated subset of voice,face,text")] = "voice,face,text",
     asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
     partials: Annotated[bool, typer.Option(help="print partial transcripts while someone speaks")] = True,
+    mic: Annotated[Optional[str], typer.Option(help="a microphone as FORMAT:NAME (PyAV/FFmpeg input), e.g. "
+                                                    "alsa:default, pulse:default, avfoundation::0")] = None,
+    camera: Annotated[Optional[str], typer.Option(help="a camera as FORMAT:NAME, e.g. v4l2:/dev/video0, "
+                                                       "avfoundation:0")] = None,
+    seconds: Annotated[Optional[float], typer.Option(min=0.1, help="stop after this many seconds of stream "
+                                                                    "(default: until Ctrl-C)")] = None,
 ) -> None:
-    """Live analysis: events as they happen (faces, partial words, one line per utterance) for a replayed
-    recording (`--from FILE`). A microphone or webcam stream goes through `emofuse serve`'s web page."""
+    """Live analysis: events as they happen (faces, partial words, one line per utterance) from a microphone
+    and/or a camera (`--mic`, `--camera`) or a replayed recording (`--from FILE`)."""
     import json
 
     from .errors import InputError
-    from .live import LiveEngine, LiveOptions, replay
+    from .live import LiveEngine, LiveOptions, capture, open_device, replay
     from .pipeline import Analyzer, AnalyzerOptions
 
-    if source is None:
-        raise InputError("emofuse live reads a stream from --from FILE here (this command opens no microphone or "
-                         "camera); for a webcam and microphone open the page of `emofuse serve` in a browser")
+    if (source is None) == (mic is None and camera is None):
+        raise InputError("emofuse live takes either --from FILE (a recording replayed at real time) or --mic and/or "
+                         "--camera (capture devices, e.g. --mic alsa:default --camera v4l2:/dev/video0)")
     if fmt not in ("text", "json"):
         raise InputError(f"--format must be 'text' or 'json', not {fmt!r}")
     from .media import probe
 
-    probe(source)  # a bad file is refused before the models load
+    if source is not None:
+        probe(source)  # a bad file is refused before the models load
+    for kind, spec in (("mic", mic), ("camera", camera)):
+        if spec:
+            open_device(spec, kind).close()  # so is a device that cannot be opened
     opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), asr_model=asr_model)
     live_opts = LiveOptions(partials=partials)
     err = _err_console()
@@ -456,7 +466,11 @@ def live(
             err.print(f"[yellow]{_esc(ev['detail'])}[/]")
 
     session = LiveEngine(analyzer).session(live_opts)
-    replay(session, str(source), realtime=not fast, on_event=show)
+    if source is not None:
+        replay(session, str(source), realtime=not fast, on_event=show)
+    else:
+        err.print("[dim]listening (Ctrl-C stops)…[/]")
+        capture(session, mic, camera, seconds=seconds, on_event=show, realtime=not fast)
     analyzer.close()
     st = session.stats
     err.print(f"{st['utterances']} utterance(s), {st['frames']} face frame(s); compute: speech {st['speech_compute']:.1f} s, "

@@ -15,7 +15,9 @@ A :class:`LiveSession` turns a stream into events, the same ones over the WebSoc
   valence/arousal).
 
 :func:`replay` feeds a recording through a session (at real time or as fast as it goes): ``emofuse live
---from FILE``, the tests and ``benchmarks/live.py`` use it.
+--from FILE``, the tests and ``benchmarks/live.py`` use it. :func:`capture` feeds it from capture devices
+opened by PyAV (``alsa:default``, ``pulse:default``, ``v4l2:/dev/video0``, ``avfoundation:0``, ``dshow:...``;
+``lavfi:`` sources stand in for them in the tests): ``emofuse live --mic ... --camera ...``.
 
 Memory is bounded: the open audio is at most ``max_utterance`` s plus what arrives while an utterance is being
 analysed (a stream analysed slower than real time loses its oldest audio, with a ``dropped`` event); the faces
@@ -29,6 +31,7 @@ models through :class:`LiveEngine`'s two locks (speech and face), as a file's an
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -40,7 +43,7 @@ import numpy as np
 from .errors import InputError
 from .media import SAMPLE_RATE
 
-__all__ = ["LiveEngine", "LiveOptions", "LiveSession"]
+__all__ = ["LiveEngine", "LiveOptions", "LiveSession", "capture", "replay"]
 
 
 @dataclass(frozen=True)
@@ -320,4 +323,146 @@ def replay(session: LiveSession, path: str, realtime: bool = True, chunk: float 
             nxt = next(frames, None)
         emit(session.step())
     emit(session.finish())
+    return events
+
+
+def open_device(spec: str, kind: str) -> Any:
+    """A PyAV input for a capture device named ``FORMAT:NAME`` (``alsa:default``, ``v4l2:/dev/video0``, …);
+    InputError naming the cause and what this machine offers when it cannot be opened."""
+    import av
+
+    fmt, sep, name = spec.partition(":")
+    if not sep or not fmt or not name:
+        raise InputError(f"--{kind} {spec!r}: name a device as FORMAT:NAME, e.g. "
+                         + ("alsa:default or pulse:default" if kind == "mic" else "v4l2:/dev/video0"))
+    if fmt not in av.formats_available:
+        have = sorted(set(av.formats_available) & {"alsa", "pulse", "oss", "v4l2", "video4linux2", "avfoundation",
+                                                     "dshow", "lavfi", "x11grab"})
+        raise InputError(f"--{kind} {spec!r}: this PyAV build has no {fmt!r} input; it has {', '.join(have)}")
+    try:
+        c = av.open(name, format=fmt)
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"--{kind} {spec!r}: cannot be opened ({e}); is the device there and free?") from None
+    if not (c.streams.audio if kind == "mic" else c.streams.video):
+        c.close()
+        raise InputError(f"--{kind} {spec!r}: has no {'audio' if kind == 'mic' else 'video'} stream")
+    return c
+
+
+def capture(session: LiveSession, mic: str | None = None, camera: str | None = None, seconds: float | None = None,
+            on_event: Any = None, stop: threading.Event | None = None, realtime: bool = True) -> list[dict[str, Any]]:
+    """Feed ``session`` from capture devices (:func:`open_device` specs) until ``seconds`` of stream have passed,
+    the devices end, ``stop`` is set or Ctrl-C. One thread reads each device as it delivers (a device is never
+    kept waiting while an utterance is analysed); this thread pushes the audio, the newest frame and steps the
+    session. Sources that deliver faster than real time (files through ``lavfi``) are held to their timestamps
+    unless ``realtime`` is off (then the audio waits for the session and the frames for the audio, as fast as
+    it goes). Audio
+    that piles up beyond 60 s while the session is busy loses its oldest chunks (a ``dropped`` event)."""
+    import queue
+
+    import av
+
+    if mic is None and camera is None:
+        raise InputError("live capture needs --mic or --camera (or both)")
+    devices = [(k, open_device(spec, k)) for k, spec in (("mic", mic), ("camera", camera)) if spec]
+    stop = stop or threading.Event()
+    chunks: queue.Queue[bytes] = queue.Queue(maxsize=600)  # 60 s of 100 ms chunks: bounded
+    latest: list[tuple[float, Any] | None] = [None]
+    ended: list[str] = []
+    failure: list[BaseException] = []
+    t0 = time.monotonic()
+
+    lost = [0]
+
+    def hold(t: float) -> None:  # a source ahead of the wall clock waits for it
+        if realtime and (lag := t0 + t - time.monotonic()) > 0:
+            stop.wait(lag)
+
+    def put(b: bytes) -> None:
+        while not stop.is_set():
+            try:
+                chunks.put(b, timeout=0.1 if not realtime else 0)
+                return
+            except queue.Full:
+                if realtime:  # a device cannot wait: the oldest audio goes
+                    with contextlib.suppress(queue.Empty):
+                        lost[0] += len(chunks.get_nowait()) // 2
+
+    def read(kind: str, c: Any) -> None:
+        try:
+            if kind == "mic":
+                rs = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+                sent = 0
+                for frame in c.decode(audio=0):
+                    for out in rs.resample(frame):
+                        b = bytes(out.planes[0])[: out.samples * 2]
+                        sent += out.samples
+                        hold(sent / SAMPLE_RATE)
+                        put(b)
+                    if stop.is_set():
+                        break
+            else:
+                first = None
+                for frame in c.decode(video=0):
+                    t = float(frame.time or 0.0)
+                    first = t if first is None else first
+                    if realtime or not mic:
+                        hold(t - first)
+                    else:  # as fast as it goes: frames keep pace with the audio the session has taken
+                        while session.now < t - first and not stop.is_set() and not ("mic" in ended and chunks.empty()):
+                            stop.wait(0.01)
+                    latest[0] = (t - first, frame.to_ndarray(format="rgb24"))  # the newest frame wins
+                    if stop.is_set():
+                        break
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            if not stop.is_set():
+                failure.append(e)
+        finally:
+            ended.append(kind)
+            c.close()
+
+    threads = [threading.Thread(target=read, args=d, daemon=True, name=f"emofuse-{d[0]}") for d in devices]
+    events: list[dict[str, Any]] = []
+
+    def emit(evs: list[dict[str, Any]]) -> None:
+        for ev in evs:
+            ev["wall"] = round(time.monotonic() - t0, 3)
+            events.append(ev)
+            if on_event is not None:
+                on_event(ev)
+
+    for t in threads:
+        t.start()
+    try:
+        while not stop.is_set() and not failure and (len(ended) < len(devices) or not chunks.empty()):
+            if seconds is not None and (session.now if mic else time.monotonic() - t0) >= seconds:
+                break
+            got = 0  # bytes: all that waits (a device's backlog), or 100 ms a turn when replaying as fast as it goes
+            try:
+                while realtime or got < 3200:
+                    b = chunks.get(timeout=0.05 if not got else 0)
+                    emit(session.push_audio(b))
+                    got += len(b)
+            except queue.Empty:
+                pass
+            if lost[0]:
+                emit([{"type": "dropped", "seconds": round(lost[0] / SAMPLE_RATE, 3),
+                       "detail": "the microphone delivered faster than the analysis read it; its oldest audio was dropped"}])
+                lost[0] = 0
+            if (f := latest[0]) is not None:
+                latest[0] = None
+                ev = session.push_frame(f[1], t=f[0] if not mic else None)
+                emit([ev] if ev else [])
+            emit(session.step())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=2)
+    while not chunks.empty():
+        emit(session.push_audio(chunks.get_nowait()))
+    emit(session.finish())
+    if failure:
+        raise InputError(f"live capture stopped: {type(failure[0]).__name__}: {failure[0]}")
     return events
