@@ -402,10 +402,13 @@ def capture(session: LiveSession, mic: str | None = None, camera: str | None = N
                     if stop.is_set():
                         break
             else:
-                first = None
+                first, kept = None, -1e9
                 for frame in c.decode(video=0):
                     t = float(frame.time or 0.0)
                     first = t if first is None else first
+                    if t - kept < 1.0 / session.options.max_fps - 1e-3:
+                        continue  # a 30 fps camera: only the frames the session can take are converted
+                    kept = t
                     if realtime or not mic:
                         hold(t - first)
                     else:  # as fast as it goes: frames keep pace with the audio the session has taken
