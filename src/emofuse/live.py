@@ -287,6 +287,18 @@ def decode_frame(data: bytes | bytearray | memoryview) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def _emitter(events: list[dict[str, Any]], t_start: float, on_event: Any) -> Any:
+    """``emit(evs)``: stamp each event with ``wall`` (seconds since ``t_start``), keep it, hand it to ``on_event``."""
+    def emit(evs: list[dict[str, Any]]) -> None:
+        for ev in evs:
+            ev["wall"] = round(time.monotonic() - t_start, 3)
+            events.append(ev)
+            if on_event is not None:
+                on_event(ev)
+
+    return emit
+
+
 def replay(session: LiveSession, path: str, realtime: bool = True, chunk: float = 0.1, fps: float = 10.0,
            on_event: Any = None) -> list[dict[str, Any]]:
     """Feed a recording to ``session`` as a capture would: ``chunk`` s of audio at a time and its video frames at
@@ -304,13 +316,7 @@ def replay(session: LiveSession, path: str, realtime: bool = True, chunk: float 
     events: list[dict[str, Any]] = []
     t_start = time.monotonic()
     nxt = next(frames, None)
-
-    def emit(evs: list[dict[str, Any]]) -> None:
-        for ev in evs:
-            ev["wall"] = round(time.monotonic() - t_start, 3)
-            events.append(ev)
-            if on_event is not None:
-                on_event(ev)
+    emit = _emitter(events, t_start, on_event)
 
     for i in range(0, len(pcm), step):
         t_chunk = (i + step) / SAMPLE_RATE
@@ -356,8 +362,8 @@ def capture(session: LiveSession, mic: str | None = None, camera: str | None = N
     kept waiting while an utterance is analysed); this thread pushes the audio, the newest frame and steps the
     session. Sources that deliver faster than real time (files through ``lavfi``) are held to their timestamps
     unless ``realtime`` is off (then the audio waits for the session and the frames for the audio, as fast as
-    it goes). Audio
-    that piles up beyond 60 s while the session is busy loses its oldest chunks (a ``dropped`` event)."""
+    it goes). Audio that piles up beyond 60 s while the session is busy loses its oldest chunks (a ``dropped``
+    event)."""
     import queue
 
     import av
@@ -371,8 +377,7 @@ def capture(session: LiveSession, mic: str | None = None, camera: str | None = N
     ended: list[str] = []
     failure: list[BaseException] = []
     t0 = time.monotonic()
-
-    lost = [0]
+    lost = [0]  # samples dropped from the backlog since the last ``dropped`` event
 
     def hold(t: float) -> None:  # a source ahead of the wall clock waits for it
         if realtime and (lag := t0 + t - time.monotonic()) > 0:
@@ -426,14 +431,7 @@ def capture(session: LiveSession, mic: str | None = None, camera: str | None = N
 
     threads = [threading.Thread(target=read, args=d, daemon=True, name=f"emofuse-{d[0]}") for d in devices]
     events: list[dict[str, Any]] = []
-
-    def emit(evs: list[dict[str, Any]]) -> None:
-        for ev in evs:
-            ev["wall"] = round(time.monotonic() - t0, 3)
-            events.append(ev)
-            if on_event is not None:
-                on_event(ev)
-
+    emit = _emitter(events, t0, on_event)
     for t in threads:
         t.start()
     try:

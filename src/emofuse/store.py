@@ -155,10 +155,7 @@ def resolve(name: str, verify: bool = True) -> Path:
                 if f.is_file() and not f.name.startswith(c.check):
                     shutil.copy2(f, out / f.name)
             tmp = target.with_suffix(".partial")
-            with open(tmp, "wb") as o:
-                for p in pieces:
-                    with open(p, "rb") as i:
-                        shutil.copyfileobj(i, o, 1 << 22)
+            _concat(pieces, tmp)
             _verify(tmp, c.sha256, f"joined {c.name}")
             tmp.replace(target)
         path, check = (target.parent if c.archive else out), target
@@ -171,17 +168,21 @@ def resolve(name: str, verify: bool = True) -> Path:
     return path
 
 
+def _concat(pieces: list[Path], dst: Path) -> None:
+    with open(dst, "wb") as o:
+        for p in pieces:
+            with open(p, "rb") as i:
+                shutil.copyfileobj(i, o, 1 << 22)
+
+
 def _join_archive(c: Component, pieces: list[Path], out: Path) -> None:
-    """Concatenate the zip's pieces in order, unpack it into ``out`` and verify ``c.check`` there."""
+    """Concatenate the zip's pieces in order and unpack it into ``out`` (``resolve`` then verifies ``c.check``)."""
     import zipfile
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "archive.zip.partial"
     try:
-        with open(tmp, "wb") as o:
-            for p in pieces:
-                with open(p, "rb") as i:
-                    shutil.copyfileobj(i, o, 1 << 22)
+        _concat(pieces, tmp)
         try:
             with zipfile.ZipFile(tmp) as z:
                 z.extractall(out)
@@ -190,7 +191,6 @@ def _join_archive(c: Component, pieces: list[Path], out: Path) -> None:
                                 f"{_install_hint(c)}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    _verify(out / c.check, c.sha256, f"unpacked {c.name}")
 
 
 def _verify_stamped(path: Path, expected: str, what: str) -> None:

@@ -225,6 +225,24 @@ def _encode(tokenizer: Any, turns: Sequence[tuple[list[str], str]], max_tokens: 
     return [context_ids(tokenizer, prev, cur, max_tokens) for prev, cur in turns]
 
 
+def _predict(torch: Any, model: Any, seqs: Sequence[list[int]], pad: int, amp: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(class logits, V/A) of ``model`` in eval mode on token-id sequences, batched by length (fp32, or bf16
+    autocast with ``amp``); V/A is 0 without a V/A head."""
+    model.eval()
+    order = np.argsort([len(s) for s in seqs])
+    logits = np.zeros((len(seqs), len(EMOTIONS)), dtype=np.float32)
+    va = np.zeros((len(seqs), 2), dtype=np.float32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        for i in range(0, len(order), 128):
+            b = order[i:i + 128]
+            lg, v = model.both(*_pad(torch, [seqs[j] for j in b], pad))
+            logits[b] = lg.float().numpy()
+            if v is not None:
+                va[b] = v.float().numpy()
+    return logits, va
+
+
 def _pad(torch: Any, seqs: Sequence[list[int]], pad: int = 0) -> tuple[Any, Any]:
     """Right-padded ids with ``pad`` (BERT's [PAD] 0, MPNet's <pad> 1) and the attention mask."""
     n = max(len(s) for s in seqs)
@@ -421,18 +439,7 @@ def run_finetune(cfg: Any, opts: FinetuneOptions, save: str | Path | None = None
         return loss
 
     def predict(seqs: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        model.eval()
-        order = np.argsort([len(s) for s in seqs])
-        logits = np.zeros((len(seqs), n_classes), dtype=np.float32)
-        va = np.zeros((len(seqs), 2), dtype=np.float32)
-        with torch.no_grad():
-            for i in range(0, len(order), 128):
-                b = order[i:i + 128]
-                lg, v = model.both(*_pad(torch, [seqs[j] for j in b], pad))
-                logits[b] = lg.numpy()
-                if v is not None:
-                    va[b] = v.numpy()
-        return logits, va
+        return _predict(torch, model, seqs, pad)
 
     def save_ckpt(best_tensors: dict[str, Any] | None = None) -> None:
         blob = {"options": asdict(opts), "seed": cfg.seed, "corpora": list(cfg.data.corpora),
@@ -562,16 +569,10 @@ def _teacher_logits(torch: Any, run: Path, part: Sequence[Item], pool: Sequence[
                                 if k in FinetuneOptions.__dataclass_fields__})
     model = _lora_module(torch, t_opts, len(EMOTIONS))
     model.load_state_dict({_param_name(k): v.float() for k, v in load_file(str(best)).items()}, strict=False)
-    model.eval()
     tok = Tokenizer.from_file(str(resolve(t_opts.encoder) / "tokenizer.json"))
     seqs = _encode(tok, turns_of(part, t_opts.context, pool), t_opts.max_tokens)
-    order = np.argsort([len(s) for s in seqs])
-    logits = np.zeros((len(seqs), len(EMOTIONS)), dtype=np.float32)
     t0 = time.perf_counter()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        for i in range(0, len(order), 128):
-            b = order[i:i + 128]
-            logits[b] = model(*_pad(torch, [seqs[j] for j in b], pad_id(t_opts.encoder))).float().numpy()
+    logits = _predict(torch, model, seqs, pad_id(t_opts.encoder), amp=True)[0]  # soft targets: bf16 suffices
     print(f"teacher {run.name}: logits of {len(seqs)} items in {time.perf_counter() - t0:.0f} s", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     np.save(cached, logits)
