@@ -239,7 +239,7 @@ def test_confidence_rule_without_checkpoint_and_networks_need_one() -> None:
             segment_fusion.build(net)
     with pytest.raises(UnknownNameError, match="unknown fusion 'nope'.*confidence.*gated"):
         segment_fusion.build("nope")
-    assert set(segment_fusion.fusion_names()) == set(NETWORKS) | {"confidence"}
+    assert set(segment_fusion.fusion_names()) == set(NETWORKS) | {"confidence", "poe"}
 
 
 @pytest.mark.slow

@@ -110,7 +110,7 @@ class Analyzer:
             "text-other": for_analysis("text", encoder=TEXT_ENCODERS["other"])}
         # A rule, or a trained network whose inputs come from the features computed below (segment_fusion.pipeline_sources()).
         self.fuse: Any = segment_fusion.build(
-            options.fusion or ("confidence" if options.checkpoint is None else None), options.checkpoint,
+            options.fusion or ("poe" if options.checkpoint is None else None), options.checkpoint,
             segment_fusion.supplied_sources(options.modalities, options.asr_model))
         self.fusion_notes: tuple[str, ...] = tuple(getattr(self.fuse, "notes", ()))
         self._asr: Any = None
@@ -481,7 +481,9 @@ class Analyzer:
                              "heads read whisper-base or whisper-tiny.en encoder states)")
             else:
                 X = np.stack([u.embedding for u in utts])
-                voice_outs = list(self._voice_head.predict(X))
+                # the speech seconds go with each answer: the poe fusion rule weighs a short utterance less
+                voice_outs = [replace(o, extra=dict(o.extra, seconds=round(u.end - u.start, 3)))
+                              for o, u in zip(self._voice_head.predict(X), utts)]
         timings["voice"] = time.perf_counter() - t
         t = time.perf_counter()
         text_outs: list[ExpertOutput | None] = [None] * len(utts)
@@ -492,8 +494,9 @@ class Analyzer:
             if use:  # the feature dicts are shared: _run_text fills feats[i]
                 outs = self._run_text([utts[i].text for i in use], [utts[i].language for i in use],
                                       [feats[i] for i in use], notes)
-                for i, o in zip(use, outs):
-                    text_outs[i] = o
+                for i, o in zip(use, outs):  # the transcript's quality goes with the answer (the poe rule reads it)
+                    q = utts[i].quality
+                    text_outs[i] = o if q is None else replace(o, extra=dict(o.extra, quality=round(float(q), 3)))
             shaky = sum(1 for u in utts if u.text and not u.reliable)
             if shaky:
                 notes.append(f"{shaky} segment(s) with an unreliable transcript (quality below "

@@ -1,9 +1,11 @@
 """How the analysis fuses the expert outputs of one segment (``emofuse analyze --fusion NAME``).
 
-* A **rule** of :data:`RULES` (no training): ``confidence`` (the default) is confidence-weighted averaging
+* A **rule** of :data:`RULES` (no training): ``confidence`` is confidence-weighted averaging
   of the experts' distributions: each expert is weighted by its certainty, 1 - H(p)/log(K) (normalised
   negative entropy: a flat distribution adds nothing, a peaked one counts fully), times an optional
-  per-modality prior.
+  per-modality prior (the default before issue 16). ``poe`` (the default) is a product of the calibrated experts with each expert's own prior divided
+  out, tempered per modality and weighted by what the analysis knows of each expert's footing on the segment
+  (:func:`reliability`); its few parameters are fitted on a constructed set (:data:`POE_FILE`, docs/fusion.md).
 * A trained **fusion network** (:data:`emofuse.networks.NETWORKS`: ``late``, ``concat``, ``gated``, ...) given
   with ``--checkpoint PATH`` (:class:`NetworkFusion`). Its inputs are rebuilt from the checkpoint's feature
   specs out of what the analysis computes anyway (:func:`pipeline_sources`), standardised with the training
@@ -17,7 +19,7 @@ maps source name -> the segment's raw vector (or ``[T, d]`` sequence); it return
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -59,7 +61,106 @@ def confidence_rule(priors: Mapping[str, float] | None = None, floor: float = 0.
     return fuse
 
 
-def build(name: str = "confidence", checkpoint: str | Path | None = None,
+# -- product of experts ----------------------------------------------------------------------------------------
+POE_FILE = Path(__file__).parent / "weights" / "fusion-poe.json"
+POE_FORMAT = "emofuse-fusion-rule/1"
+
+
+def expert_key(modality: str, out: ExpertOutput) -> str:
+    """Which expert said it: ``text:<encoder>`` for text (the English and the multilingual heads differ), else
+    the modality."""
+    return f"text:{out.extra.get('encoder', '')}" if modality == "text" else modality
+
+
+def reliability(modality: str, out: ExpertOutput, voice_seconds: float) -> float:
+    """What the analysis knows of an expert's footing on this segment, in [0, 1]: the transcript's quality score
+    for text (typed text: 1), the speech seconds over ``voice_seconds`` (capped at 1) for voice, the share of
+    the segment's sampled frames in which the face was seen for face."""
+    x = out.extra
+    if modality == "text":
+        q = x.get("quality")
+        return 1.0 if q is None else float(np.clip(q, 0.0, 1.0))
+    if modality == "voice":
+        s = x.get("seconds")
+        return 1.0 if s is None else float(np.clip(s / voice_seconds, 0.0, 1.0))
+    if modality == "face":
+        n, total = x.get("frames"), x.get("frames_total")
+        return 1.0 if not n or not total else float(np.clip(n / total, 0.0, 1.0))
+    return 1.0
+
+
+def read_poe(path: str | Path = POE_FILE) -> dict[str, Any]:
+    """The product-of-experts parameters (written by ``benchmarks/fusion_constructed.py --save``)."""
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"fusion rule 'poe' needs its parameters {path}; reinstall emofuse, or fit them with "
+                         "`python benchmarks/fusion_constructed.py --save`") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"fusion rule 'poe': {path} is not readable JSON ({e}); reinstall emofuse") from None
+    if doc.get("format") != POE_FORMAT or doc.get("labels") != list(EMOTIONS):
+        raise InputError(f"fusion rule 'poe': {path} is not an {POE_FORMAT} file over {list(EMOTIONS)}")
+    return doc
+
+
+@RULES.register("poe")
+def poe_rule(params: Mapping[str, Any] | None = None, use_priors: bool = True, use_temper: bool = True,
+             use_reliability: bool = True, prior_back: bool | None = None) -> FusionFn:
+    """Product of experts: log q(y) = sum_m t_m r_m (log p_m(y) - log pi_m(y)) + log pi(y) + const, where p_m is expert m's
+    calibrated distribution, pi_m the distribution it gives when it knows nothing of the classes (its mean
+    answer over a class-balanced set: its training prior, divided out so that each expert's prior is not
+    counted once per expert), t_m a temper fitted on constructed training pairs (docs/fusion.md) and r_m the
+    segment's :func:`reliability`. pi, the prior put back once, is the weight-averaged (geometric) prior of the
+    experts present when the file's ``prior_back`` is true (one expert alone at t r = 1 then answers as it
+    would alone), else uniform. An expert whose r_m is below the file's ``floor`` is left out, and ``method``
+    says so; a lone expert (the others absent or left out) answers as it would alone. The flags switch parts
+    off for comparison."""
+    doc = dict(params) if params is not None else read_poe()
+    priors = {k: np.asarray(v, dtype=np.float64) for k, v in doc["priors"].items()} if use_priors else {}
+    temper = {k: float(v) for k, v in doc["temper"].items()} if use_temper else {}
+    floor, voice_s = float(doc.get("floor", 0.0)), float(doc.get("voice_seconds", 1.0))
+    back = bool(doc.get("prior_back", False)) if prior_back is None else prior_back
+    uniform = np.full(len(EMOTIONS), 1.0 / len(EMOTIONS))
+
+    def fuse(outputs: Mapping[str, ExpertOutput], features: Mapping[str, np.ndarray] | None = None) -> Fused | None:
+        z = np.zeros(len(EMOTIONS))
+        w: dict[str, float] = {}
+        left = []
+        for m, o in outputs.items():
+            r = reliability(m, o, voice_s) if use_reliability else 1.0
+            if use_reliability and r < floor:
+                left.append(f"{m} left out: reliability {r:.2f} < {floor:.2f}")
+                continue
+            p = np.clip(np.array([o.probs[e] for e in EMOTIONS]), 1e-6, 1.0)
+            w[m] = temper.get(m, 1.0) * r
+            z += w[m] * (np.log(p) - np.log(priors.get(expert_key(m, o), uniform)))
+        if not w:
+            return None
+        if len(w) == 1:  # a lone expert answers as it would alone: nothing to weigh it against
+            (m,) = w
+            o = outputs[m]
+            return Fused(dict(o.probs), max(o.probs, key=o.probs.__getitem__), float(o.confidence), o.valence,
+                         o.arousal, {m: 1.0},
+                         f"poe ({m} alone" + (f"; {'; '.join(left)})" if left else ")"))
+        total = sum(w.values()) or 1.0
+        if back and priors:
+            z += sum(x / total * np.log(priors.get(expert_key(m, outputs[m]), uniform)) for m, x in w.items())
+        z -= z.max()
+        q = np.exp(z) / np.exp(z).sum()
+        k = int(q.argmax())
+        wn = {m: x / total for m, x in w.items()}
+        v = float(sum(wn[m] * outputs[m].valence for m in wn))
+        a = float(sum(wn[m] * outputs[m].arousal for m in wn))
+        return Fused({e: float(x) for e, x in zip(EMOTIONS, q)}, EMOTIONS[k], float(q[k]), v, a, wn,
+                     "poe" + (f" ({'; '.join(left)})" if left else ""))
+
+    return fuse
+
+
+def build(name: str = "poe", checkpoint: str | Path | None = None,
           supplied: set[str] | None = None) -> FusionFn:
     """The fuser ``--fusion NAME [--checkpoint PATH]`` asks for: a rule of :data:`RULES`, or a trained
     network (:class:`NetworkFusion`; NAME may then be None, the checkpoint names its network)."""
