@@ -174,6 +174,30 @@ def main() -> int:
 
     table("Validation part, every row (absent modalities left out)", val)
 
+    # without calibration: each expert's temperature undone, the rule refitted on the uncalibrated fit part
+    from emofuse.training.constructed import uncalibrated
+
+    u = uncalibrated(t)
+    pu = fit_poe(u, fit, a.floor, a.voice_seconds, reliability=True)
+    print(f"\n### Without calibration (each expert's temperature undone; poe refitted on it: tempers {pu['temper']}), "
+          f"validation rows with all three\n")
+    print("| answer | calibrated: UA | ECE | uncalibrated: UA | ECE |\n|---|---|---|---|---|")
+    y = t.label[all3]
+    for m in MODALITIES:
+        c, n = score(t.P[m][all3], y), score(u.P[m][all3], y)
+        print(f"| {m} expert alone | {c[1]:.3f} | {c[2]:.3f} | {n[1]:.3f} | {n[2]:.3f} |")
+    for name, rc, ru in (("confidence", rules["confidence (the current default)"], confidence_rule()),
+                         ("poe (shipped variant)", rules[FULL], poe_rule(pu))):
+        def fz(tab, rule):  # type: ignore[no-untyped-def]
+            out = np.full((len(all3), len(EMOTIONS)), 1.0 / len(EMOTIONS))
+            for j, i in enumerate(all3):
+                f = rule(outputs_of(tab, int(i)))
+                if f is not None:
+                    out[j] = [f.probs[e] for e in EMOTIONS]
+            return out
+        c, n = score(fz(t, rc), y), score(fz(u, ru), y)
+        print(f"| fused: {name} | {c[1]:.3f} | {c[2]:.3f} | {n[1]:.3f} | {n[2]:.3f} |")
+
     if a.networks:
         networks(t, fit, all3, score, a.seed, a.networks)
 

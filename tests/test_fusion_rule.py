@@ -146,3 +146,20 @@ def test_speaker_parts_and_selection() -> None:
         key = (it.corpus, parts[str(it.speaker)], it.label)
         groups[key] = groups.get(key, 0) + 1
     assert len(groups) == 2 * 2 * 3 and set(groups.values()) == {3}
+
+
+def test_uncalibrated_undoes_each_experts_temperature() -> None:
+    from emofuse.training.constructed import Table, uncalibrated
+
+    n = 4
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(n, K))
+    T = 2.0
+    p = np.exp(z / T) / np.exp(z / T).sum(1, keepdims=True)  # a voice head calibrated with T = 2
+    P = {"voice": p, "face": np.full((n, K), 1.0 / K), "text": np.full((n, K), np.nan)}
+    t = Table(np.zeros(n, int), np.array(["val"] * n), np.array(["c"] * n), np.array(["s"] * n), np.array(["tr"] * n),
+              P, np.ones(n), np.full(n, np.nan), np.array([""] * n), np.array(["detected"] * n), np.arange(n),
+              np.full(n, T))
+    u = uncalibrated(t)
+    assert np.allclose(u.P["voice"], np.exp(z) / np.exp(z).sum(1, keepdims=True))
+    assert np.allclose(u.P["face"], 1.0 / K) and np.isnan(u.P["text"]).all()  # absent stays absent

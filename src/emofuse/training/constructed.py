@@ -67,6 +67,7 @@ class Table:
     text: np.ndarray
     face_mode: np.ndarray
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    voice_T: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [n] the voice head's temperature
 
     def present(self, m: str) -> np.ndarray:
         return ~np.isnan(self.P[m]).any(axis=1)
@@ -74,14 +75,15 @@ class Table:
     def save(self, path: Path) -> None:
         np.savez(path, label=self.label, part=self.part, corpus=self.corpus, speaker=self.speaker,
                  language=self.language, seconds=self.seconds, quality=self.quality, text=self.text,
-                 face_mode=self.face_mode, ids=self.ids, **{f"P_{m}": self.P[m] for m in MODALITIES})
+                 face_mode=self.face_mode, ids=self.ids, voice_T=self.voice_T, **{f"P_{m}": self.P[m] for m in MODALITIES})
 
     @classmethod
     def load(cls, path: Path) -> "Table":
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
         return cls(d["label"], d["part"], d["corpus"], d["speaker"], d["language"],
-                   {m: d[f"P_{m}"] for m in MODALITIES}, d["seconds"], d["quality"], d["text"], d["face_mode"], d["ids"])
+                   {m: d[f"P_{m}"] for m in MODALITIES}, d["seconds"], d["quality"], d["text"], d["face_mode"], d["ids"],
+                   d.get("voice_T", np.full(len(d["label"]), np.nan)))
 
 
 def speaker_parts(items: Sequence[Any], share: float, seed: int) -> dict[str, str]:
@@ -265,9 +267,31 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
               np.array([it.corpus for it in chosen]), np.array([f"{it.corpus}/{it.speaker}" for it in chosen]),
               np.array([str(x["lang"]) for x in r]), P, np.array([float(x["sec"]) for x in r]),
               np.array([float(x["qual"]) for x in r]), np.array([str(x["text"]) for x in r]), np.array(modes),
-              np.array([item_key(it) for it in chosen]))
+              np.array([item_key(it) for it in chosen]), np.array([heads[it.corpus][3] for it in chosen]))
     t.save(final)
     return t
+
+
+def uncalibrated(t: Table) -> Table:
+    """The same table with each expert's temperature undone: p = softmax(z / T), so softmax(z) =
+    softmax(T log p). Temperatures: the voice head's per row, the face network's and the text heads' from their
+    files (a head that records none was not scaled)."""
+    from dataclasses import replace
+
+    from ..experts import shipped_head
+    from ..features import face_net
+
+    def temp(name: str) -> float:
+        return float(shipped_head(name).meta.get("training", {}).get("calibration", {}).get("temperature", 1.0))
+
+    T = {"voice": t.voice_T, "face": np.full(len(t.label), float(face_net.read_meta(face_net.weights_path())["temperature"])),
+         "text": np.where(t.language == "en", temp("text-minilm-l6-emo"), temp("text-e5-small"))}
+    P = {}
+    for m in MODALITIES:
+        z = np.asarray(T[m], dtype=float)[:, None] * np.log(np.clip(t.P[m], 1e-12, 1.0))
+        q = np.exp(z - np.nanmax(z, axis=1, keepdims=True))
+        P[m] = q / q.sum(axis=1, keepdims=True)  # NaN rows (absent) stay NaN
+    return replace(t, P=P)
 
 
 def outputs_of(t: Table, i: int, modalities: Sequence[str] = MODALITIES) -> dict[str, Any]:
