@@ -80,12 +80,8 @@ def main() -> int:
     from sklearn.model_selection import cross_val_score
 
     def stack_x(rows: np.ndarray, mods=MODALITIES) -> np.ndarray:  # type: ignore[no-untyped-def]
-        cols = []
-        for m in MODALITIES:
-            P = t.P[m][rows]
-            ok = ~np.isnan(P).any(axis=1) & (m in mods)
-            cols += [np.where(ok[:, None], np.log(np.clip(np.nan_to_num(P, nan=1.0), 1e-6, 1)), 0.0), ok[:, None]]
-        return np.hstack(cols)
+        x, ok = t.log_probs(rows, mods)
+        return np.hstack([c for m in MODALITIES for c in (x[m], ok[m][:, None])])
 
     Cs = (0.01, 0.1, 1.0, 10.0)
     cv = {C: cross_val_score(LogisticRegression(C=C, max_iter=3000), stack_x(fit), t.label[fit], cv=5,
@@ -103,10 +99,10 @@ def main() -> int:
         pred = P.argmax(1)
         return float(np.mean(pred == y)), float(balanced_accuracy_score(y, pred)), float(expected_calibration_error(P, y))
 
-    def fused(rule, rows: np.ndarray, mods=MODALITIES) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def fused(rule, rows: np.ndarray, mods=MODALITIES, tab=t) -> np.ndarray:  # type: ignore[no-untyped-def]
         out = np.full((len(rows), len(EMOTIONS)), 1.0 / len(EMOTIONS))
         for j, i in enumerate(rows):
-            f = rule(outputs_of(t, int(i), mods))
+            f = rule(outputs_of(tab, int(i), mods))
             if f is not None:
                 out[j] = [f.probs[e] for e in EMOTIONS]
         return out
@@ -188,14 +184,7 @@ def main() -> int:
         print(f"| {m} expert alone | {c[1]:.3f} | {c[2]:.3f} | {n[1]:.3f} | {n[2]:.3f} |")
     for name, rc, ru in (("confidence", rules["confidence (the current default)"], confidence_rule()),
                          ("poe (shipped variant)", rules[FULL], poe_rule(pu))):
-        def fz(tab, rule):  # type: ignore[no-untyped-def]
-            out = np.full((len(all3), len(EMOTIONS)), 1.0 / len(EMOTIONS))
-            for j, i in enumerate(all3):
-                f = rule(outputs_of(tab, int(i)))
-                if f is not None:
-                    out[j] = [f.probs[e] for e in EMOTIONS]
-            return out
-        c, n = score(fz(t, rc), y), score(fz(u, ru), y)
+        c, n = score(fused(rc, all3), y), score(fused(ru, all3, tab=u), y)
         print(f"| fused: {name} | {c[1]:.3f} | {c[2]:.3f} | {n[1]:.3f} | {n[2]:.3f} |")
 
     if a.networks:
@@ -234,13 +223,8 @@ def networks(t, fit: np.ndarray, rows: np.ndarray, score, seed: int, names: str 
     from emofuse.training.networks import Part, TrainOptions, fit as fit_net, predict
 
     def part(r: np.ndarray, mods=MODALITIES) -> Part:  # type: ignore[no-untyped-def]
-        x, k = {}, {}
-        for m in MODALITIES:
-            P = t.P[m][r]
-            ok = ~np.isnan(P).any(axis=1) & (m in mods)
-            x[m] = np.where(ok[:, None], np.log(np.clip(np.nan_to_num(P, nan=1.0), 1e-6, 1)), 0.0).astype(np.float32)
-            k[m] = ok
-        return Part(x, t.label[r].astype(np.int64), None, k)
+        x, k = t.log_probs(r, mods)
+        return Part({m: v.astype(np.float32) for m, v in x.items()}, t.label[r].astype(np.int64), None, k)
 
     rng = np.random.default_rng([seed, 5])
     spk = sorted(set(t.speaker[fit]))

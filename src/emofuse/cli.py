@@ -82,7 +82,8 @@ def analyze(
     fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
     max_duration: Annotated[float, typer.Option(help="refuse media longer than this many seconds")] = 3600.0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write json/csv here instead of stdout")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="poe (the default rule: product of calibrated experts, docs/fusion.md), confidence (the older rule) or a fusion network "
+    fusion: Annotated[Optional[str], typer.Option(help="poe (the default rule: product of calibrated experts, docs/fusion.md), "
+                                                  "confidence (the older rule) or a fusion network "
                                                   "(`emofuse networks`; needs --checkpoint)")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")] = None,
     min_text_quality: Annotated[Optional[float], typer.Option(help="transcripts scoring below this (0..1) are shown "

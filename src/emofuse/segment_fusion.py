@@ -3,9 +3,10 @@
 * A **rule** of :data:`RULES` (no training): ``confidence`` is confidence-weighted averaging
   of the experts' distributions: each expert is weighted by its certainty, 1 - H(p)/log(K) (normalised
   negative entropy: a flat distribution adds nothing, a peaked one counts fully), times an optional
-  per-modality prior (the default before issue 16). ``poe`` (the default) is a product of the calibrated experts with each expert's own prior divided
-  out, tempered per modality and weighted by what the analysis knows of each expert's footing on the segment
-  (:func:`reliability`); its few parameters are fitted on a constructed set (:data:`POE_FILE`, docs/fusion.md).
+  per-modality prior (the default before issue 16). ``poe`` (the default) is a product of the calibrated
+  experts with each expert's own prior divided out, tempered per modality and weighted by what the analysis
+  knows of each expert's footing on the segment (:func:`reliability`); its few parameters are fitted on a
+  constructed set (:data:`POE_FILE`, docs/fusion.md).
 * A trained **fusion network** (:data:`emofuse.networks.NETWORKS`: ``late``, ``concat``, ``gated``, ...) given
   with ``--checkpoint PATH`` (:class:`NetworkFusion`). Its inputs are rebuilt from the checkpoint's feature
   specs out of what the analysis computes anyway (:func:`pipeline_sources`), standardised with the training
@@ -109,8 +110,8 @@ def read_poe(path: str | Path = POE_FILE) -> dict[str, Any]:
 @RULES.register("poe")
 def poe_rule(params: Mapping[str, Any] | None = None, use_priors: bool = True, use_temper: bool = True,
              use_reliability: bool = True, prior_back: bool | None = None) -> FusionFn:
-    """Product of experts: log q(y) = sum_m t_m r_m (log p_m(y) - log pi_m(y)) + log pi(y) + const, where p_m is expert m's
-    calibrated distribution, pi_m the distribution it gives when it knows nothing of the classes (its mean
+    """Product of experts: log q(y) = sum_m t_m r_m (log p_m(y) - log pi_m(y)) + log pi(y) + const, where p_m
+    is expert m's calibrated distribution, pi_m the distribution it gives when it knows nothing of the classes (its mean
     answer over a class-balanced set: its training prior, divided out so that each expert's prior is not
     counted once per expert), t_m a temper fitted on constructed training pairs (docs/fusion.md) and r_m the
     segment's :func:`reliability`. pi, the prior put back once, is the weight-averaged (geometric) prior of the

@@ -72,6 +72,16 @@ class Table:
     def present(self, m: str) -> np.ndarray:
         return ~np.isnan(self.P[m]).any(axis=1)
 
+    def log_probs(self, rows: np.ndarray, modalities: Sequence[str] = MODALITIES) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """What a trained fusion reads for ``rows``: per modality the experts' log-probabilities [n, 7] (0 where
+        absent, or not among ``modalities``) and the presence mask [n]."""
+        x, ok = {}, {}
+        for m in MODALITIES:
+            P = self.P[m][rows]
+            ok[m] = ~np.isnan(P).any(axis=1) & (m in modalities)
+            x[m] = np.where(ok[m][:, None], np.log(np.clip(np.nan_to_num(P, nan=1.0), 1e-6, 1.0)), 0.0)
+        return x, ok
+
     def save(self, path: Path) -> None:
         np.savez(path, label=self.label, part=self.part, corpus=self.corpus, speaker=self.speaker,
                  language=self.language, seconds=self.seconds, quality=self.quality, text=self.text,
@@ -158,11 +168,18 @@ def voice_probs(head: Any, x: np.ndarray) -> np.ndarray:
 def _faces(opts: ConstructedOptions, labels: Sequence[str], part: Sequence[str]) -> list[Path]:
     """A FER2013 face of each label: PublicTest for "val", the face network's selection carve for "fit"."""
     from ..corpora import item_key, prepare
+    from ..features import face_net
     from .protocols import carve_val
 
     fer = [it for it in prepare("fer2013", opts.data) if it.label is not None]
     train = sorted((it for it in fer if it.split == "train"), key=item_key)
-    _, carve = carve_val(train, np.random.default_rng([0, 99]), 0, 0.1, None)  # configs/face_cnn_fer2013.toml
+    # the shipped network's own carve (training/face_cnn.py carves with rng([seed, 99])), read from its header
+    t = face_net.read_meta(face_net.weights_path()).get("training", {})
+    fit, carve = carve_val(train, np.random.default_rng([int(t.get("seed", 0)), 99]), 0,
+                           float(t.get("options", {}).get("val_fraction", 0.1)), None)
+    if t.get("n_fit") not in (None, len(fit)):
+        raise InputError(f"constructed set: the shipped face network trained on {t['n_fit']} FER2013 faces, this "
+                         f"carve leaves {len(fit)}: its selection faces cannot be told apart; check --data")
     pools = {"val": sorted((it for it in fer if it.split in ("val", "dev")), key=item_key), "fit": carve}
     rng = np.random.default_rng([opts.seed, 7])
     by: dict[tuple[str, str], list[Path]] = {}
