@@ -79,7 +79,8 @@ MaxDuration = Annotated[float, typer.Option(help="refuse media longer than this 
 Fusion = Annotated[Optional[str], typer.Option(help="poe (the default rule: product of calibrated experts, "
                                                "docs/fusion.md), confidence (the older rule) or a fusion network "
                                                "(`emofuse networks`; needs --checkpoint)")]
-Checkpoint = Annotated[Optional[Path], typer.Option(help="trained fusion network (.safetensors) to fuse with")]
+Checkpoint = Annotated[Optional[Path], typer.Option(help="trained fusion network to fuse with (.safetensors, or "
+                                                     "its .onnx graph from `emofuse export`: no torch needed)")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
 MinTextQuality = Annotated[Optional[float], typer.Option(help="transcripts scoring below this (0..1) are shown "
                                                          "but not fused; default: the shipped threshold")]
@@ -339,6 +340,34 @@ class _BatchBar:
     def stop(self) -> None:
         if self.p is not None:
             self.p.stop()
+
+
+@app.command()
+def export(
+    checkpoints: Annotated[Optional[list[Path]], typer.Argument(help="trained fusion networks (.safetensors) to export")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the graphs: heads/<name>.onnx and <checkpoint>.onnx, each "
+                                           "with its .onnx.json sidecar")] = Path("onnx"),
+    heads: Annotated[bool, typer.Option(help="also export the shipped expert heads")] = True,
+) -> None:
+    """Write the shipped heads and trained fusion networks as ONNX graphs, each checked against its source;
+    `analyze --checkpoint X.onnx` then fuses without torch."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .export import TOLERANCE, export_all
+
+    if not checkpoints and not heads:
+        raise typer.BadParameter("nothing to export: give checkpoints, or leave --no-heads out")
+    done = export_all(out, list(checkpoints or []), heads=heads)
+    t = Table(title=f"ONNX graphs in {out} (fp32; kept only if max |diff| <= {TOLERANCE:g})")
+    for c in ("graph", "kind", "probes", "max |diff|", "top-1 agree", "ms source", "ms ONNX"):
+        t.add_column(c, justify="left" if c in ("graph", "kind") else "right", overflow="fold")
+    for e in done:
+        t.add_row(str(e.graph.relative_to(out)), e.kind, str(e.probes), f"{e.max_diff:.1e}", f"{e.agreement:.4f}",
+                  f"{e.ms_source:.3f}", f"{e.ms_graph:.3f}")
+    Console(width=max(100, Console().width)).print(t)
+    print("max |diff|: probabilities (and valence) against the source on random standardised inputs (networks: "
+          "random presence masks); ms: per item, batch of 1")
 
 
 @app.command()

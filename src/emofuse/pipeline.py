@@ -45,7 +45,7 @@ class AnalyzerOptions:
     # fusion: a rule of segment_fusion.RULES ("confidence"), or a network of emofuse.networks.NETWORKS given
     # with its trained checkpoint; None = "confidence", or the network the checkpoint holds
     fusion: str | None = None
-    checkpoint: str | None = None  # trained fusion network (.safetensors); needed for any network
+    checkpoint: str | None = None  # trained fusion network (.safetensors, or its exported .onnx); needed for any network
     # transcripts scoring below this (emofuse.asr_quality, 0..1) are shown but not read by the text expert;
     # None = the shipped quality model's threshold
     min_text_quality: float | None = None

@@ -224,15 +224,30 @@ class NetworkFusion:
 
     def __init__(self, checkpoint: str | Path, name: str | None = None,
                  supplied: set[str] | None = None) -> None:
-        import torch
+        from .checkpoints import FeatureSpec, check_identity, read_network_meta
 
-        from .checkpoints import FeatureSpec, check_identity, load_network, read_network_meta
+        onnx = str(checkpoint).endswith(".onnx")  # a graph of `emofuse export`: ONNX Runtime, no torch
+        if onnx:
+            from .export import read_sidecar
 
-        meta = read_network_meta(checkpoint)
+            side = read_sidecar(checkpoint)
+            if side.get("kind") != "network":
+                raise InputError(f"{checkpoint} is the graph of an expert head, not of a fusion network; give a "
+                                 "network's graph (emofuse export CHECKPOINT)")
+            meta = side["meta"]
+        else:
+            meta = read_network_meta(checkpoint)
         if name is not None and name != meta.get("model"):
             raise InputError(f"--fusion {name} does not match checkpoint {checkpoint}, which holds a "
                              f"{meta.get('model')!r} network; pass --fusion {meta.get('model')} (or leave it out)")
-        self.model, self.meta = load_network(checkpoint)
+        if onnx:
+            self.run = _OnnxNetwork(checkpoint, meta)
+            self.meta = meta
+        else:
+            from .checkpoints import load_network
+
+            model, self.meta = load_network(checkpoint)
+            self.run = _TorchNetwork(model)
         self.name: str = self.meta["model"]
         self.specs = {m: FeatureSpec.from_dict(d) for m, d in self.meta["features"].items()}
         sources = pipeline_sources()
@@ -261,13 +276,11 @@ class NetworkFusion:
                          "fusion.modality_dropout > 0 for analysis use")
         self.notes: tuple[str, ...] = tuple(notes)
         self.labels = list(self.meta["labels"])
-        self._torch = torch
 
     def __call__(self, outputs: Mapping[str, ExpertOutput],
                  features: Mapping[str, np.ndarray] | None = None) -> Fused | None:
         feats = features or {}
-        torch = self._torch
-        inputs = {m: torch.from_numpy(s.normalise(_as_input(feats[s.source], s.kind, s.dim)))
+        inputs = {m: s.normalise(_as_input(feats[s.source], s.kind, s.dim)).astype(np.float32)
                   for m, s in self.usable.items() if s.source in feats and feats[s.source] is not None}
         if not inputs:
             f = confidence_rule()(outputs)
@@ -275,13 +288,52 @@ class NetworkFusion:
                 return None
             return Fused(f.probs, f.label, f.confidence, f.valence, f.arousal, f.weights,
                          f"confidence (no input for {self.name})")
-        with torch.no_grad():
-            out = self.model(inputs)
-        q = torch.softmax(out["logits"].float(), dim=-1).numpy()
+        logits, valence = self.run(inputs)
+        z = logits - logits.max(axis=-1, keepdims=True)
+        q = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
         p = canonical_probs(q, self.labels)[0]  # e.g. RAVDESS calm counts as neutral
         v_proj, a = project_va(p)
-        v = float(np.clip(float(out["valence"][0]), -1, 1)) if "valence" in out else v_proj
+        v = float(np.clip(float(valence[0]), -1, 1)) if valence is not None else v_proj
         k = int(p.argmax())
         used = sorted({_modality(self.usable[m].source, m) for m in inputs})
         return Fused({e: float(x) for e, x in zip(EMOTIONS, p)}, EMOTIONS[k], float(p[k]), v, a,
                      {m: 1.0 / len(used) for m in used}, self.name)
+
+
+class _TorchNetwork:
+    """A checkpoint's network in torch: the modalities given, the others left out."""
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self.model, self.torch = model, torch
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        with self.torch.no_grad():
+            out = self.model({m: self.torch.from_numpy(x) for m, x in inputs.items()})
+        v = out.get("valence")
+        return out["logits"].float().numpy(), None if v is None else v.float().numpy()
+
+
+class _OnnxNetwork:
+    """An exported network graph in ONNX Runtime: every modality fed, the absent ones as zeros masked False
+    (which the networks treat exactly as left out)."""
+
+    def __init__(self, graph: str | Path, meta: Mapping[str, Any]) -> None:
+        from .checkpoints import FeatureSpec
+        from .export import _session
+
+        self.session = _session(Path(graph))
+        self.specs = {m: FeatureSpec.from_dict(meta["features"][m]) for m, _ in meta["config"]["dims"]}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        feed: dict[str, np.ndarray] = {}
+        for m, s in self.specs.items():
+            x = inputs.get(m)
+            if x is None:
+                x = np.zeros((1, 1, s.dim) if s.kind == "sequence" else (1, s.dim), np.float32)
+            feed[f"x_{m}"] = x
+            feed[f"mask_{m}"] = np.array([m in inputs])
+        got = dict(zip(self.outputs, self.session.run(None, feed)))
+        return got["logits"], got.get("valence")
