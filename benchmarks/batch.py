@@ -10,13 +10,15 @@ Each side runs in its own fresh process, models loaded inside the measured time 
 * ``analyze_many``: one process, one ``Analyzer`` (2 ASR threads), ``Analyzer.analyze_many`` over the folder;
 * ``batch w1x2``: ``emofuse batch --workers 1`` (one worker of 2 threads);
 * ``batch w2x1``: ``emofuse batch --workers 2`` (two workers of 1 thread);
-* ``ray``: ``--engine ray`` with the faster of the two local splits, on a local Ray cluster of this machine.
+* ``ray``: ``--engine ray`` with the faster of the two local splits, on a local Ray cluster it starts itself;
+* ``ray running``: the same on a cluster already up (``ray start --head`` on this machine, ``--address auto``), as
+  runs on a real cluster are.
 
 Printed: wall, audio-hours per hour, batch / analyze_many throughput (target >= 0.9), Ray / local (target
 >= 0.9, i.e. within 10 %), peak RSS of the largest worker (target <= 1.5 GB), and the projected machine-hours
 for 10,000 hours of audio. Ratios within one run are what to compare (the machines are noisy).
 
-    python benchmarks/batch.py [--data ../shared/data] [--rounds 1] [--no-ray]
+    python benchmarks/batch.py [--data ../shared/data] [--rounds 1] [--no-ray] [--scale K] [--chunk N]
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def _wav(path: Path, x: np.ndarray) -> None:
         w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
 
 
-def build_folder(data: Path, out: Path) -> Path:
+def build_folder(data: Path, out: Path, scale: int = 1) -> Path:
     from emofuse.media import load_audio
 
     folder = out / "clips"
@@ -61,15 +63,15 @@ def build_folder(data: Path, out: Path) -> Path:
     if (data / "speech" / "nemo").is_dir():
         import speech_sets
 
-        for i, p in enumerate(speech_sets.short_folder(data, out / "turkish", n=28)):
+        for i, p in enumerate(speech_sets.short_folder(data, out / "turkish", n=28 * scale)):
             shutil.copy(p, folder / f"short{i:02d}{p.suffix}")
     else:
-        for i in range(28):
-            s = int(i * 1.5 * 16000)
+        for i in range(28 * scale):
+            s = int((i * 1.37 % 41.0) * 16000)
             _wav(folder / f"short{i:02d}.wav", speech[s:s + 40000])
-    for i in range(5):
-        s = int((2 + i * 8) * 16000)
-        _wav(folder / f"piece{i}.wav", speech[s:s + 8 * 16000])
+    for i in range(5 * scale):
+        s = int((2 + i * 8.3 % 34.0) * 16000)
+        _wav(folder / f"piece{i:02d}.wav", speech[s:s + 8 * 16000])
     if not (MEDIA / "bench_60s_720p.mp4").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_media.py"), "bench"], check=True)
     for name in ("two_cities.wav", "beckett.wav", "bench_60s_720p.mp4", "demo.mp4", "WolfgangLanger_Pexels.mp4",
@@ -78,7 +80,7 @@ def build_folder(data: Path, out: Path) -> Path:
     return folder
 
 
-def worker(mode: str, folder: str, out: str, workers: int, chunk: int) -> dict[str, object]:
+def worker(mode: str, folder: str, out: str, workers: int, chunk: int, address: str | None) -> dict[str, object]:
     t0 = time.perf_counter()
     from emofuse.pipeline import Analyzer, AnalyzerOptions
 
@@ -97,7 +99,8 @@ def worker(mode: str, folder: str, out: str, workers: int, chunk: int) -> dict[s
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     from emofuse.batch import BatchOptions, run
 
-    s = run([folder], opts, BatchOptions(out=Path(out), workers=workers, engine=mode, chunk=chunk))
+    s = run([folder], opts, BatchOptions(out=Path(out), workers=workers, engine=mode, chunk=chunk,
+                                                         address=address))
     return {"wall": time.perf_counter() - t0, "audio": s.audio_seconds, "inputs": s.done, "failed": s.failed,
             "startup": s.startup,
             "rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if mode == "local" else None}
@@ -109,9 +112,28 @@ CHUNK: list[str] = []  # --chunk, passed on to the workers
 def measure(mode: str, folder: Path, tmp: Path, workers: int = 1) -> dict[str, object]:
     out = tmp / f"out-{mode}-{workers}-{time.monotonic_ns()}"
     r = subprocess.run([sys.executable, __file__, "--worker", mode, "--folder", str(folder), "--out", str(out),
-                        "--workers", str(workers), *CHUNK], check=True, capture_output=True, text=True,
+                        "--workers", str(workers), *CHUNK, *ADDRESS], check=True, capture_output=True, text=True,
                        env=os.environ | {"PYTHONWARNINGS": "ignore"})
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ray_running(folder: Path, tmp: Path, workers: int, rounds: int) -> dict[str, object]:
+    """The Ray engine on a cluster that is already up (``ray start --head`` on this machine, then
+    ``--address auto``): what a real cluster's runs cost, without booting one per run."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = "6391"
+    subprocess.run([ray, "start", "--head", "--port", port, "--num-cpus",
+                    str(os.cpu_count()), "--include-dashboard=false", "--disable-usage-stats"], check=True,
+                   capture_output=True)
+    try:
+        ADDRESS[:] = ["--address", "auto"]  # the cluster this machine runs
+        return min((measure("ray", folder, tmp, workers) for _ in range(rounds)), key=lambda r: float(r["wall"]))  # type: ignore[arg-type]
+    finally:
+        ADDRESS.clear()
+        subprocess.run([ray, "stop", "--force"], capture_output=True)
+
+
+ADDRESS: list[str] = []  # --address of a running cluster, passed on to the ray worker
 
 
 def main() -> int:
@@ -119,21 +141,24 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--scale", type=int, default=1, help="K times the short clips and the pieces (other content)")
     ap.add_argument("--chunk", type=int, default=BatchOptions.chunk, help="inputs per chunk (BatchOptions.chunk)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--address", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.folder, args.out, args.workers, args.chunk)))
+        print(json.dumps(worker(args.worker, args.folder, args.out, args.workers, args.chunk, args.address)))
         return 0
     CHUNK[:] = ["--chunk", str(args.chunk)]
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        folder = build_folder(args.data, tmp)
+        folder = build_folder(args.data, tmp, args.scale)
         n = len(list(folder.iterdir()))
         sides = {"analyze_many": ("analyze_many", 1), "batch w1x2": ("local", 1), "batch w2x1": ("local", 2)}
+        print(f"{n} inputs in {folder}")
         measure("analyze_many", folder, tmp)  # warm the page cache and the joined-weights cache
         runs: dict[str, list[dict[str, object]]] = {k: [] for k in sides}
         for _ in range(args.rounds):
@@ -147,6 +172,7 @@ def main() -> int:
 
                 best["ray"] = min((measure("ray", folder, tmp, sides[local][1]) for _ in range(args.rounds)),
                                   key=lambda r: float(r["wall"]))  # type: ignore[arg-type]
+                best["ray running"] = ray_running(folder, tmp, sides[local][1], args.rounds)
             except ImportError:
                 print("ray is not installed (pip install 'emofuse[cluster]'): the ray side is skipped")
         audio = float(best["analyze_many"]["audio"])  # type: ignore[arg-type]
@@ -167,6 +193,8 @@ def main() -> int:
             rw, rs0 = float(best["ray"]["wall"]), float(best["ray"]["startup"] or 0)  # type: ignore[arg-type]
             ls0 = float(best[local]["startup"] or 0)  # type: ignore[arg-type]
             print(f"ray / local throughput {lw / rw:.2f} (target >= 0.9); after start-up {(lw - ls0) / (rw - rs0):.2f}")
+            rr = float(best["ray running"]["wall"])  # type: ignore[arg-type]
+            print(f"ray on a running cluster / local throughput {lw / rr:.2f}")
         rate = audio / lw  # audio-seconds per second of one machine
         for machines in (1, 10, 100):
             print(f"10,000 h of audio on {machines:>3} machine(s) like this: {10_000 / rate / machines:8.1f} h "

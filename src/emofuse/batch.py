@@ -26,6 +26,7 @@ process, which writes them with the same writer.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import glob
@@ -449,6 +450,13 @@ def run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions,
     cannot be read, or an ``--out`` that holds a run with other options."""
     if opts.engine == "ray":
         _need_ray()
+        with _ray_session(opts):
+            return _run(specs, analyzer_options, opts, on_progress, on_start)
+    return _run(specs, analyzer_options, opts, on_progress, on_start)
+
+
+def _run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions, on_progress: OnProgress | None,
+         on_start: Callable[[int, int], None] | None) -> Summary:
     t0 = time.perf_counter()
     jobs, rejected, meta_cols = collect(specs)
     if not jobs and not rejected:
@@ -685,6 +693,54 @@ def _need_ray() -> None:
                                     "(or pip install 'ray[data]')") from None
 
 
+@contextlib.contextmanager
+def _ray_session(opts: BatchOptions) -> Iterator[None]:
+    """Ray started (a local cluster of this machine's cores on the loopback address) or joined (``--address``)
+    before anything is written, and shut down after the run if it was started here."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():  # the caller's own session
+        yield
+        return
+    # Ray's C++ core logs an "E" line per actor (constructor arguments in its object store); Python-level
+    # failures still surface as exceptions.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if opts.address:
+        _reachable(opts.address)
+        try:
+            ray.init(address=opts.address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise EmofuseError(
+                f"cannot join the Ray cluster at --address {opts.address} ({type(e).__name__}: {e}); check the "
+                "address (`ray status` on the head node prints it; `auto` finds a cluster started on this "
+                "machine) and, under token authentication, that this machine has the cluster's token") from None
+    else:
+        ray.init(num_cpus=_cores(), include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    """A ``host:port`` address answers a TCP connection within 5 s (Ray itself would retry for minutes)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise EmofuseError(f"no Ray cluster answers at --address {address} ({e.strerror or e}); start one with "
+                           "`ray start --head` and give the address it prints (or `auto` on that machine)") from None
+
+
 class _RayAnalyzer:
     """A Ray Data actor: one Analyzer, a batch of (key, path) rows in, one record per input out."""
 
@@ -700,50 +756,32 @@ class _RayAnalyzer:
 
 def _run_ray(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: Any, opts: BatchOptions,
              record: Callable[..., None]) -> None:
-    import ray
     import ray.data
 
-    import logging
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.preserve_order = True
+    by_key = {k: (j, k, i) for j, k, i in todo}
+    threads = opts.worker_threads()
+    # One row per chunk, one chunk per call: the same chunks as the local engine, so the same ASR packing
+    # and the same results.
+    chunks = [{"keys": [k for _, k, _ in c], "paths": [j.path for j, _, _ in c]} for c in plan_chunks(todo, opts)]
+    ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+    with warnings.catch_warnings():
+        # Ray Data's default restarts a dead actor and retries its chunk without end (an input that kills
+        # its worker would loop); bounded here, and then the run stops (re-run to resume). The only way to
+        # say so is the remote args that Ray deprecates (they go in 2.64: pinned below it).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ds.map_batches(_RayAnalyzer, fn_constructor_kwargs={"options": _analyzer_dict(analyzer_options),
+                                                                 "threads": threads},
+                            # one chunk at a time per actor, as the local engine hands them out: a chunk
+                            # queued behind a long one would wait while another actor idles
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(
+                                size=opts.workers, max_tasks_in_flight_per_actor=1),
+                            num_cpus=threads, max_restarts=opts.retries, max_task_retries=opts.retries)
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for text in batch["record"]:
+            rec = json.loads(str(text))
+            record(by_key[rec["key"]], rec, 1)
 
-    started = False
-    if not ray.is_initialized():
-        # Ray's C++ core logs a warning-like "E" line per actor (constructor arguments in its object store);
-        # Python-level failures still surface as exceptions.
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if opts.address:
-            ray.init(address=opts.address, **quiet)
-        else:  # a local cluster of this machine's cores, on the loopback address only
-            ray.init(num_cpus=_cores(), include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
-        started = True
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.preserve_order = True
-        by_key = {k: (j, k, i) for j, k, i in todo}
-        threads = opts.worker_threads()
-        # One row per chunk, one chunk per call: the same chunks as the local engine, so the same ASR packing
-        # and the same results.
-        chunks = [{"keys": [k for _, k, _ in c], "paths": [j.path for j, _, _ in c]} for c in plan_chunks(todo, opts)]
-        ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
-        with warnings.catch_warnings():
-            # Ray Data's default restarts a dead actor and retries its chunk without end (an input that kills
-            # its worker would loop); bounded here, and then the run stops (re-run to resume). The only way to
-            # say so is the remote args that Ray deprecates (they go in 2.64: pinned below it).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ds = ds.map_batches(_RayAnalyzer, fn_constructor_kwargs={"options": _analyzer_dict(analyzer_options),
-                                                                     "threads": threads},
-                                # one chunk at a time per actor, as the local engine hands them out: a chunk
-                                # queued behind a long one would wait while another actor idles
-                                batch_size=1, compute=ray.data.ActorPoolStrategy(
-                                    size=opts.workers, max_tasks_in_flight_per_actor=1),
-                                num_cpus=threads, max_restarts=opts.retries, max_task_retries=opts.retries)
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for text in batch["record"]:
-                rec = json.loads(str(text))
-                record(by_key[rec["key"]], rec, 1)
-    finally:
-        if started:
-            ray.shutdown()
 
