@@ -196,6 +196,9 @@ def main() -> int:
             rr = float(best["ray running"]["wall"])  # type: ignore[arg-type]
             print(f"ray on a running cluster / local throughput {lw / rr:.2f}")
         rate = audio / lw  # audio-seconds per second of one machine
+        wl = sides[local][1]
+        print(f"per worker ({local}): {rate / wl * 3600 / 3600:.1f} audio-hours per hour, peak RSS "
+              f"{float(best[local]['rss_mb'] or 0):.0f} MB (target <= 1536)")  # type: ignore[arg-type]
         for machines in (1, 10, 100):
             print(f"10,000 h of audio on {machines:>3} machine(s) like this: {10_000 / rate / machines:8.1f} h "
                   f"({10_000 / rate:.0f} machine-hours)")

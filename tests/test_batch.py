@@ -190,3 +190,24 @@ def test_ray_engine_gives_the_local_engines_rows(clips: Path, tmp_path: Path) ->
 
     a, b = sorted(read_rows(tmp_path / "local"), key=key), sorted(read_rows(tmp_path / "ray"), key=key)
     assert len(a) >= 6 and a == b
+
+
+def test_a_manifest_run_records_every_rows_fate_and_keeps_its_metadata(clips: Path, tmp_path: Path) -> None:
+    m = tmp_path / "m.csv"
+    m.write_text(f"path,speaker,take\n{clips}/clip00.wav,s1,1\n{clips}/clip01.wav,s2,1\n{clips}/clip00.wav,s1,2\n"
+                 f"missing.wav,s3,1\n{clips}/clip02.wav,s4\n")
+    out = tmp_path / "run"
+    r = _cli(str(m), "--out", str(out), "--format", "parquet", *VOICE)
+    assert r.returncode == 1, r.stderr  # the missing file and the short row
+    fate = {e["origin"].rsplit(":", 1)[-1]: e for e in _ledger(out)}
+    assert [fate[str(i)]["status"] for i in range(2, 7)] == ["ok", "ok", "duplicate", "missing", "invalid"]
+    assert "clip00.wav" in fate["4"]["error"] and "No such file" in fate["5"]["error"]
+    rows = read_rows(out)
+    assert {(Path(r["input"]).name, r["speaker"], r["take"]) for r in rows} == {("clip00.wav", "s1", "1"),
+                                                                                 ("clip01.wav", "s2", "1")}
+    import pyarrow.parquet as pq
+
+    schema = pq.read_table(out / "segments").schema
+    assert str(schema.field("start").type) == "double" and str(schema.field("segment").type) == "int64"
+    again = _cli(str(m), "--out", str(out), "--format", "parquet", *VOICE)
+    assert "0 analysed" in again.stderr and len(_ledger(out)) == 5  # nothing recorded twice
