@@ -205,7 +205,9 @@ def main() -> int:
           f"{cost[FULL] / cost['confidence (the current default)']:.2f}; target <= 1 ms)")
 
     if a.save:
-        doc = dict(params[ship], provenance=(
+        from emofuse.segment_fusion import expert_hashes
+
+        doc = dict(params[ship], experts=expert_hashes(), provenance=(
             "fitted by benchmarks/fusion_constructed.py on the fit part of the constructed set "
             f"(emofuse.training.constructed, seed {a.seed}, {a.per_class} clips per class, corpus and part)"))
         POE_FILE.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -163,3 +163,17 @@ def test_uncalibrated_undoes_each_experts_temperature() -> None:
     u = uncalibrated(t)
     assert np.allclose(u.P["voice"], np.exp(z) / np.exp(z).sum(1, keepdims=True))
     assert np.allclose(u.P["face"], 1.0 / K) and np.isnan(u.P["text"]).all()  # absent stays absent
+
+
+def test_poe_notes_when_the_experts_it_was_fitted_with_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emofuse import segment_fusion as sf
+
+    shipped = sf.read_poe()
+    assert sf.stale_experts(shipped) == ()  # the shipped parameters were fitted with the shipped experts
+    assert sf.poe_rule().notes == ()  # type: ignore[attr-defined]
+    other = dict(shipped, experts=dict(shipped["experts"], **{"face-cnn.int8.onnx": "0" * 64}))
+    (note,) = sf.stale_experts(other)
+    assert "face-cnn.int8.onnx" in note and "fusion_constructed.py --save" in note
+    monkeypatch.setattr(sf, "read_poe", lambda: other)
+    assert sf.poe_rule().notes == (note,)  # type: ignore[attr-defined]
+    assert "do not record" in sf.stale_experts({k: v for k, v in shipped.items() if k != "experts"})[0]

@@ -120,6 +120,7 @@ def poe_rule(params: Mapping[str, Any] | None = None, use_priors: bool = True, u
     says so; a lone expert (the others absent or left out) answers as it would alone. The flags switch parts
     off for comparison."""
     doc = dict(params) if params is not None else read_poe()
+    notes = stale_experts(doc) if params is None else ()
     priors = {k: np.asarray(v, dtype=np.float64) for k, v in doc["priors"].items()} if use_priors else {}
     temper = {k: float(v) for k, v in doc["temper"].items()} if use_temper else {}
     floor, voice_s = float(doc.get("floor", 0.0)), float(doc.get("voice_seconds", 1.0))
@@ -158,7 +159,43 @@ def poe_rule(params: Mapping[str, Any] | None = None, use_priors: bool = True, u
         return Fused({e: float(x) for e, x in zip(EMOTIONS, q)}, EMOTIONS[k], float(q[k]), v, a, wn,
                      "poe" + (f" ({'; '.join(left)})" if left else ""))
 
+    fuse.notes = notes  # type: ignore[attr-defined]  (Analyzer.fusion_notes: on every result)
     return fuse
+
+
+# The shipped expert files whose answers the poe parameters were fitted on (the voice one: the shipped head of
+# the recipe the fit's held-out-corpus heads followed); a file changed since makes its temper and prior stale.
+POE_EXPERTS = ("face-cnn.int8.onnx", "text-minilm-l6-emo.safetensors", "text-e5-small.safetensors",
+               "voice-whisper-base.safetensors")
+
+
+def expert_hashes() -> dict[str, str]:
+    """sha256 of the shipped expert files of :data:`POE_EXPERTS` (what ``--save`` records with the fit)."""
+    import hashlib
+
+    from .experts import WEIGHTS_DIR
+
+    out = {}
+    for name in POE_EXPERTS:
+        with open(WEIGHTS_DIR / name, "rb") as f:
+            out[name] = hashlib.file_digest(f, "sha256").hexdigest()
+    return out
+
+
+def stale_experts(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """A note when the shipped experts differ from those the poe parameters were fitted with: the rule still
+    runs, its tempers and priors no longer calibrated to them."""
+    fitted = doc.get("experts")
+    if not isinstance(fitted, Mapping):
+        return ("fusion rule poe: its parameters do not record the experts they were fitted with; refit them with "
+                "`python benchmarks/fusion_constructed.py --save`",)
+    now = expert_hashes()
+    changed = sorted(n for n in now if fitted.get(n) != now[n])
+    if not changed:
+        return ()
+    return (f"fusion rule poe: its parameters were fitted with other versions of {', '.join(changed)}, so its "
+            "tempers and priors are not calibrated to them; refit with `python benchmarks/fusion_constructed.py "
+            "--save`",)
 
 
 def build(name: str = "poe", checkpoint: str | Path | None = None,
