@@ -211,3 +211,15 @@ def test_a_manifest_run_records_every_rows_fate_and_keeps_its_metadata(clips: Pa
     assert str(schema.field("start").type) == "double" and str(schema.field("segment").type) == "int64"
     again = _cli(str(m), "--out", str(out), "--format", "parquet", *VOICE)
     assert "0 analysed" in again.stderr and len(_ledger(out)) == 5  # nothing recorded twice
+
+
+def test_ray_engine_a_dying_actor_costs_only_its_input(clips: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray.data")
+    out = tmp_path / "run"
+    r = _cli(str(clips / "clip0[0-3].wav"), "--out", str(out), "--engine", "ray", "--chunk", "2", *VOICE,
+             env={"EMOFUSE_BATCH_CRASH_ON": "clip01.wav"})
+    assert r.returncode == 1, r.stderr
+    status = {Path(e["input"]).name: e for e in _ledger(out)}
+    assert status["clip01.wav"]["status"] == "failed" and "died twice" in status["clip01.wav"]["error"]
+    assert [status[f"clip0{i}.wav"]["status"] for i in (0, 2, 3)] == ["ok"] * 3
+    assert status["clip00.wav"]["attempts"] == 2  # its chunk-mate, redone alone

@@ -556,9 +556,7 @@ def _worker_main(conn: Any, options: dict[str, Any], threads: int) -> None:
         conn.send(("ready", None, None))
         while (msg := conn.recv()) is not None:
             cid, jobs = msg
-            crash = os.environ.get("EMOFUSE_BATCH_CRASH_ON")  # fault injection for the tests: die on this name
-            if crash and any(Path(p).name == crash for _, p in jobs):
-                os.kill(os.getpid(), 9)
+            _maybe_crash(jobs)
             for rec in analyze_chunk(analyzer, jobs):
                 conn.send(("result", cid, rec))
             conn.send(("done", cid, None))
@@ -566,6 +564,13 @@ def _worker_main(conn: Any, options: dict[str, Any], threads: int) -> None:
         pass  # the run was stopped (its process killed): nothing is left to report to
     finally:
         analyzer.close()
+
+
+def _maybe_crash(jobs: Sequence[tuple[str, str]]) -> None:
+    """Fault injection for the tests: a worker handed the file named $EMOFUSE_BATCH_CRASH_ON kills itself."""
+    crash = os.environ.get("EMOFUSE_BATCH_CRASH_ON")
+    if crash and any(Path(p).name == crash for _, p in jobs):
+        os.kill(os.getpid(), 9)
 
 
 def _make_analyzer(options: dict[str, Any], threads: int) -> Any:
@@ -751,37 +756,56 @@ class _RayAnalyzer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         jobs = [(str(k), str(p)) for keys, paths in zip(batch["keys"], batch["paths"]) for k, p in zip(keys, paths)]
+        _maybe_crash(jobs)
         return {"record": [json.dumps(r, ensure_ascii=False) for r in analyze_chunk(self.analyzer, jobs)]}
 
 
 def _run_ray(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: Any, opts: BatchOptions,
              record: Callable[..., None]) -> None:
+    """Two passes of Ray Data: the planned chunks, then each input of a chunk that failed (its actor died past
+    Ray's bounded retries), alone; one that fails alone too is recorded as failed. Failed blocks are skipped
+    (``max_errored_blocks``), so one bad input never stops the run."""
+    by_key = {k: (j, k, i) for j, k, i in todo}
+    seen: set[str] = set()
+
+    def collect(rec: dict[str, Any], attempts: int) -> None:
+        seen.add(rec["key"])
+        record(by_key[rec["key"]], rec, attempts)
+
+    _ray_pass(plan_chunks(todo, opts), analyzer_options, opts, lambda rec: collect(rec, 1))
+    left = [t for t in todo if t[1] not in seen]
+    if left:
+        _ray_pass([[t] for t in left], analyzer_options, opts, lambda rec: collect(rec, 2))
+    for j, k, _ in left:
+        if k not in seen:
+            record(by_key[k], crashed(j.path, k, "the analysis process died twice (Ray actor, alone the second "
+                                                 "time)"), 2)
+
+
+def _ray_pass(chunks: list[list[tuple[Job, str, dict[str, Any]]]], analyzer_options: Any, opts: BatchOptions,
+              on_record: Callable[[dict[str, Any]], None]) -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    ctx.preserve_order = True
-    by_key = {k: (j, k, i) for j, k, i in todo}
+    ctx.max_errored_blocks = len(chunks)  # a chunk whose actor died is skipped (and retried alone), not fatal
     threads = opts.worker_threads()
     # One row per chunk, one chunk per call: the same chunks as the local engine, so the same ASR packing
     # and the same results.
-    chunks = [{"keys": [k for _, k, _ in c], "paths": [j.path for j, _, _ in c]} for c in plan_chunks(todo, opts)]
-    ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+    rows = [{"keys": [k for _, k, _ in c], "paths": [j.path for j, _, _ in c]} for c in chunks]
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     with warnings.catch_warnings():
         # Ray Data's default restarts a dead actor and retries its chunk without end (an input that kills
-        # its worker would loop); bounded here, and then the run stops (re-run to resume). The only way to
-        # say so is the remote args that Ray deprecates (they go in 2.64: pinned below it).
+        # its worker would loop); bounded here. The only way to say so is the remote args that Ray
+        # deprecates (they go in 2.64: pinned below it).
         warnings.simplefilter("ignore", DeprecationWarning)
         ds = ds.map_batches(_RayAnalyzer, fn_constructor_kwargs={"options": _analyzer_dict(analyzer_options),
                                                                  "threads": threads},
                             # one chunk at a time per actor, as the local engine hands them out: a chunk
                             # queued behind a long one would wait while another actor idles
                             batch_size=1, compute=ray.data.ActorPoolStrategy(
-                                size=opts.workers, max_tasks_in_flight_per_actor=1),
+                                size=min(opts.workers, len(rows)), max_tasks_in_flight_per_actor=1),
                             num_cpus=threads, max_restarts=opts.retries, max_task_retries=opts.retries)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for text in batch["record"]:
-            rec = json.loads(str(text))
-            record(by_key[rec["key"]], rec, 1)
-
-
+            on_record(json.loads(str(text)))
