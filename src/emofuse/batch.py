@@ -448,16 +448,16 @@ def run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions,
     ``on_start(total, already_done)`` is called once the inputs are known; ``on_progress(entry)`` after each
     input's fate is written. Raises InputError (before any model loads) for a bad option, a manifest that
     cannot be read, or an ``--out`` that holds a run with other options."""
+    t0 = time.perf_counter()
     if opts.engine == "ray":
         _need_ray()
-        with _ray_session(opts):
-            return _run(specs, analyzer_options, opts, on_progress, on_start)
-    return _run(specs, analyzer_options, opts, on_progress, on_start)
+        with _ray_session(opts):  # its start-up counts in the run's wall time
+            return _run(specs, analyzer_options, opts, on_progress, on_start, t0)
+    return _run(specs, analyzer_options, opts, on_progress, on_start, t0)
 
 
 def _run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions, on_progress: OnProgress | None,
-         on_start: Callable[[int, int], None] | None) -> Summary:
-    t0 = time.perf_counter()
+         on_start: Callable[[int, int], None] | None, t0: float) -> Summary:
     jobs, rejected, meta_cols = collect(specs)
     if not jobs and not rejected:
         raise InputError("nothing to analyse: give folders, files, glob patterns or manifests (.csv / .jsonl)")
@@ -631,8 +631,12 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
         code = st["proc"].exitcode
         st["proc"].join(timeout=1)
         if not st["ready"]:
-            raise EmofuseError(f"an analysis worker died while loading its models (exit code {code}; -9 is a kill, "
-                               "often for lack of memory): try fewer --workers")
+            if code is not None and code < 0:
+                raise EmofuseError(f"an analysis worker was killed while loading its models (signal {-code}; often "
+                                   "for lack of memory): try fewer --workers")
+            raise EmofuseError(f"an analysis worker failed to start (exit code {code}; its error is printed above). "
+                               "From a Python script, call emofuse.batch.run under `if __name__ == \"__main__\":` "
+                               "(workers are spawned processes, which import the main module again)")
         for k in [k for k in (st["chunk"] or []) if k in st["left"]]:
             if attempts[k] > opts.retries:
                 how = "killed, e.g. out of memory" if code is not None and code < 0 else f"exit code {code}"
