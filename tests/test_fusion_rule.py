@@ -165,6 +165,22 @@ def test_uncalibrated_undoes_each_experts_temperature() -> None:
     assert np.allclose(u.P["face"], 1.0 / K) and np.isnan(u.P["text"]).all()  # absent stays absent
 
 
+
+def test_constructed_table_keeps_its_raw_features(tmp_path: Path) -> None:
+    from emofuse.training.constructed import Table
+
+    n, K = 3, len(EMOTIONS)
+    P = {m: np.full((n, K), 1.0 / K) for m in ("voice", "face", "text")}
+    X = {"voice": np.arange(n * 4, dtype=np.float32).reshape(n, 4), "text": np.full((n, 2), np.nan, np.float32)}
+    t = Table(np.zeros(n, int), np.array(["val"] * n), np.array(["c"] * n), np.array(["s"] * n), np.array(["en"] * n),
+              P, np.ones(n), np.full(n, np.nan), np.array([""] * n), np.array([""] * n), np.arange(n), np.ones(n),
+              X, np.array(["", "text-e5-small", ""]))
+    t.save(tmp_path / "t.npz")
+    u = Table.load(tmp_path / "t.npz")
+    assert np.array_equal(u.X["voice"], X["voice"]) and np.isnan(u.X["text"]).all()
+    assert list(u.text_src) == ["", "text-e5-small", ""]
+
+
 def test_poe_notes_when_the_experts_it_was_fitted_with_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     from emofuse import segment_fusion as sf
 

@@ -68,6 +68,10 @@ class Table:
     face_mode: np.ndarray
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0))
     voice_T: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [n] the voice head's temperature
+    # what the analysis computes before the experts (NaN rows: absent): "voice" the utterance's Whisper vector,
+    # "text" the transcript's embedding by the encoder of its language (text_src names it)
+    X: dict[str, np.ndarray] = field(default_factory=dict)
+    text_src: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def present(self, m: str) -> np.ndarray:
         return ~np.isnan(self.P[m]).any(axis=1)
@@ -85,7 +89,8 @@ class Table:
     def save(self, path: Path) -> None:
         np.savez(path, label=self.label, part=self.part, corpus=self.corpus, speaker=self.speaker,
                  language=self.language, seconds=self.seconds, quality=self.quality, text=self.text,
-                 face_mode=self.face_mode, ids=self.ids, voice_T=self.voice_T, **{f"P_{m}": self.P[m] for m in MODALITIES})
+                 face_mode=self.face_mode, ids=self.ids, voice_T=self.voice_T, text_src=self.text_src,
+                 **{f"P_{m}": self.P[m] for m in MODALITIES}, **{f"X_{k}": v for k, v in self.X.items()})
 
     @classmethod
     def load(cls, path: Path) -> "Table":
@@ -93,7 +98,8 @@ class Table:
             d = {k: z[k] for k in z.files}
         return cls(d["label"], d["part"], d["corpus"], d["speaker"], d["language"],
                    {m: d[f"P_{m}"] for m in MODALITIES}, d["seconds"], d["quality"], d["text"], d["face_mode"], d["ids"],
-                   d.get("voice_T", np.full(len(d["label"]), np.nan)))
+                   d.get("voice_T", np.full(len(d["label"]), np.nan)),
+                   {k[2:]: v for k, v in d.items() if k.startswith("X_")}, d.get("text_src", np.zeros(0)))
 
 
 def speaker_parts(items: Sequence[Any], share: float, seed: int) -> dict[str, str]:
@@ -259,12 +265,19 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
     from ..pipeline import Analyzer, AnalyzerOptions
 
     an = Analyzer(AnalyzerOptions(modalities=("text",)))
+    X = {"voice": np.stack([np.asarray(row["emb"], dtype=np.float32) for row in r])}
+    text_src = np.array([""] * n, dtype=object)
     try:
         idx = [i for i, row in enumerate(r) if str(row["text"])]
         if idx:
-            outs = an._run_text([str(r[i]["text"]) for i in idx], [str(r[i]["lang"]) for i in idx])
-            for i, o in zip(idx, outs):
+            feats: list[dict[str, np.ndarray]] = [{} for _ in idx]
+            outs = an._run_text([str(r[i]["text"]) for i in idx], [str(r[i]["lang"]) for i in idx], feats)
+            dim = max(len(v) for f in feats for v in f.values())
+            X["text"] = np.full((n, dim), np.nan, dtype=np.float32)
+            for i, o, f in zip(idx, outs, feats):
                 P["text"][i] = [o.probs[e] for e in EMOTIONS]
+                ((src, x),) = f.items()
+                X["text"][i], text_src[i] = x, src
     finally:
         an.close()
 
@@ -284,7 +297,8 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
               np.array([it.corpus for it in chosen]), np.array([f"{it.corpus}/{it.speaker}" for it in chosen]),
               np.array([str(x["lang"]) for x in r]), P, np.array([float(x["sec"]) for x in r]),
               np.array([float(x["qual"]) for x in r]), np.array([str(x["text"]) for x in r]), np.array(modes),
-              np.array([item_key(it) for it in chosen]), np.array([heads[it.corpus][3] for it in chosen]))
+              np.array([item_key(it) for it in chosen]), np.array([heads[it.corpus][3] for it in chosen]),
+              X, text_src.astype(str))
     t.save(final)
     return t
 
