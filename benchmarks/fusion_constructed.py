@@ -98,6 +98,8 @@ def main() -> int:
         return out
 
     def score(P: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+        # an absent expert (NaN row) answers uniformly: its argmax is the first class, and ECE stays defined
+        P = np.where(np.isnan(P).any(axis=1, keepdims=True), 1.0 / P.shape[1], P)
         pred = P.argmax(1)
         return float(np.mean(pred == y)), float(balanced_accuracy_score(y, pred)), float(expected_calibration_error(P, y))
 
