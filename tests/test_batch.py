@@ -126,6 +126,28 @@ def test_writer_drops_what_no_ledger_line_covers(tmp_path: Path, fmt: str) -> No
         Writer(BatchOptions(out=tmp_path / "run", format="parquet" if fmt == "jsonl" else "jsonl"), header, [])
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_retry_failed_replaces_the_failed_inputs_rows(tmp_path: Path, fmt: str) -> None:
+    opts = BatchOptions(out=tmp_path / "run", format=fmt, part_rows=1, retry_failed=True)
+    header = {"format": "emofuse-batch/1", "output": fmt, "options": {}}
+    w = Writer(opts, header, [])
+    w.commit({"key": "k1", "input": "a", "status": "ok"}, [{"label": "happy", "segment": 0}])
+    w.commit({"key": "k2", "input": "b", "status": "failed"}, [{"label": "error", "text": "died"}])
+    w.close()
+    w = Writer(opts, header, [])
+    assert w.retry_failed() == {"k2"} and w.done_keys() == {"k1"}
+    w.close()
+    # killed before k2 was analysed again: a resumed run still knows k2 is to do, and its error row is gone
+    w = Writer(opts, header, [])
+    assert w.done_keys() == {"k1"} and [r["key"] for r in read_rows(tmp_path / "run")] == ["k1"]
+    w.commit({"key": "k2", "input": "b", "status": "ok"}, [{"label": "sad", "segment": 0}])
+    w.close()
+    w = Writer(opts, header, [])
+    assert w.latest() == {"k1": "ok", "k2": "ok"} and w.retry_failed() == set()
+    w.close()
+    assert sorted((r["key"], r["label"]) for r in read_rows(tmp_path / "run")) == [("k1", "happy"), ("k2", "sad")]
+
+
 # ---------------------------------------------------------------------------------------------- with models
 
 VOICE = ["--modalities", "voice,text", "--asr-model", "whisper-tiny.en"]
@@ -176,6 +198,9 @@ def test_a_worker_that_dies_costs_only_its_input(clips: Path, tmp_path: Path) ->
     assert dead["status"] == "failed" and dead["attempts"] == 2 and "died" in dead["error"]
     assert all(e["status"] == "ok" for e in status.values()), status
     assert [r["label"] for r in read_rows(out) if r["input"].endswith("clip02.wav")] == ["error"]
+    again = _cli(str(clips / "clip0*.wav"), "--out", str(out), "--workers", "1", *VOICE, "--retry-failed")
+    assert again.returncode == 0 and "1 analysed" in again.stderr, again.stderr  # e.g. after freeing memory
+    assert [r["label"] for r in read_rows(out) if r["input"].endswith("clip02.wav")] != ["error"]
 
 
 def test_ray_engine_gives_the_local_engines_rows(clips: Path, tmp_path: Path) -> None:

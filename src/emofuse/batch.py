@@ -70,6 +70,7 @@ class BatchOptions:
     retries: int = 1  # times an input whose worker died is retried (alone) before it is recorded as failed
     part_rows: int = 2000  # parquet: segment rows per part file (a part is written at least every part_seconds)
     part_seconds: float = 60.0
+    retry_failed: bool = False  # analyse again the inputs a previous run recorded as failed (their rows replaced)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -350,7 +351,9 @@ class Writer:
                     f.truncate(good)
         if self.opts.format == "jsonl":
             seg = self.dir / "segments.jsonl"
-            end = max((e["end"] for e in entries if "end" in e), default=0)
+            # rows are only appended, and rewritten only by retry_failed, which records the new end: the last
+            # recorded end is where the committed rows stop
+            end = next((e["end"] for e in reversed(entries) if "end" in e), 0)
             if seg.exists() and seg.stat().st_size > end:
                 with open(seg, "r+b") as f:
                     f.truncate(end)
@@ -361,8 +364,50 @@ class Writer:
                     p.unlink()
         return entries
 
+    def latest(self) -> dict[str, str]:
+        """Each input key's latest status: a later entry wins, and a retry line forgets its keys."""
+        out: dict[str, str] = {}
+        for e in self.entries:
+            if e.get("status") == "retry":
+                for k in e.get("keys", ()):
+                    out.pop(k, None)
+            elif e.get("key") and e.get("status") in DONE:
+                out[e["key"]] = e["status"]
+        return out
+
     def done_keys(self) -> set[str]:
-        return {e["key"] for e in self.entries if e.get("key") and e.get("status") in DONE}
+        return set(self.latest())
+
+    def retry_failed(self) -> set[str]:
+        """Forget the inputs whose latest status is failed, so that this run analyses them again: their rows
+        are removed (JSON Lines rewritten, Parquet parts holding them rewritten) and a ledger line records the
+        retry. Returns their keys."""
+        keys = {k for k, st in self.latest().items() if st == "failed"}
+        if not keys:
+            return keys
+        if self.opts.format == "jsonl":
+            seg = self.dir / "segments.jsonl"
+            self.rows.close()
+            kept = [line for line in seg.read_bytes().splitlines(keepends=True) if json.loads(line).get("key") not in keys]
+            tmp = seg.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(kept))
+            os.replace(tmp, seg)
+            self.rows = open(seg, "ab")
+            self._ledger([{"status": "retry", "keys": sorted(keys), "end": self.rows.tell()}])
+        else:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            for part in sorted((self.dir / "segments").glob("part-*.parquet")):
+                table = pq.read_table(part)
+                drop = pc.is_in(table["key"], value_set=pa.array(sorted(keys)))
+                if pc.any(drop).as_py():
+                    tmp = part.with_name(part.name + ".tmp")
+                    pq.write_table(table.filter(pc.invert(drop)), tmp)
+                    os.replace(tmp, part)
+            self._ledger([{"status": "retry", "keys": sorted(keys)}])
+        return keys
 
     def known_hashes(self) -> dict[tuple[str, int, int], str]:
         """(path, size, mtime_ns) -> content hash from the ledger: an unchanged file is not read again."""
@@ -466,6 +511,8 @@ def _run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions,
     w = Writer(opts, header, meta_cols)
     summary = Summary(out=str(opts.out))
     try:
+        if opts.retry_failed:
+            w.retry_failed()
         todo = _plan(jobs, rejected, w, header["options_key"], summary, on_progress)
         if on_start is not None:
             on_start(len(todo) + summary.skipped + summary.rejected + summary.duplicates,
@@ -500,7 +547,7 @@ def _plan(jobs: list[Job], rejected: list[Rejected], w: Writer, options_key: str
           on_progress: OnProgress | None) -> list[tuple[Job, str, dict[str, Any]]]:
     """Keys for the jobs; duplicates, missing files and rows already done recorded or skipped."""
     done, known = w.done_keys(), w.known_hashes()
-    failed_before = {e["key"] for e in w.entries if e.get("status") == "failed"}
+    failed_before = {k for k, st in w.latest().items() if st == "failed"}
     recorded = {(e.get("origin"), e.get("status")) for e in w.entries}
 
     def reject(entry: dict[str, Any]) -> None:

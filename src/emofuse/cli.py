@@ -273,6 +273,8 @@ def batch(
     address: Annotated[Optional[str], typer.Option(help="--engine ray: a running cluster (e.g. ray://head:10001 or "
                                                        "auto); default: a local cluster on this machine")] = None,
     chunk: Annotated[int, typer.Option(help="inputs handed to a worker at once (short clips share ASR windows)")] = 8,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="analyse again the inputs an earlier run "
+                                                                   "recorded as failed (their rows are replaced)")] = False,
     no_progress: NoProgress = False,
     modalities: Modalities = "voice,face,text",
     asr_model: AsrModel = "whisper-base",
@@ -290,7 +292,7 @@ def batch(
     aopts = _analyzer_options(modalities, asr_model, language, beam_size, fps, max_duration, fusion, checkpoint,
                               min_text_quality)
     bopts = BatchOptions(out=out, format=fmt.value, engine=engine.value, workers=workers, threads=threads,
-                         address=address, chunk=chunk)
+                         address=address, chunk=chunk, retry_failed=retry_failed)
     err = _err_console()
     bar = _BatchBar(err, on=not no_progress)
     try:
