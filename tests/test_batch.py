@@ -90,7 +90,8 @@ def test_unusable_manifests_and_options_are_refused_before_anything_runs(tmp_pat
         collect([latin])
     for kw, msg in [({"format": "csv"}, "jsonl or parquet"), ({"workers": 0}, "--workers"),
                     ({"address": "auto"}, "--engine ray"), ({"engine": "spark"}, "local or ray"),
-                    ({"chunk": 1.5}, "--chunk"), ({"retries": -1}, "--retries")]:
+                    ({"chunk": 1.5}, "--chunk"), ({"retries": -1}, "--retries"), ({"timeout": 0}, "--timeout"),
+                    ({"timeout": 5, "engine": "ray"}, "local engine")]:
         with pytest.raises(InputError, match=msg):
             BatchOptions(out=tmp_path / "o", **kw)
     with pytest.raises(InputError, match="is a file"):
@@ -201,6 +202,16 @@ def test_a_worker_that_dies_costs_only_its_input(clips: Path, tmp_path: Path) ->
     again = _cli(str(clips / "clip0*.wav"), "--out", str(out), "--workers", "1", *VOICE, "--retry-failed")
     assert again.returncode == 0 and "1 analysed" in again.stderr, again.stderr  # e.g. after freeing memory
     assert [r["label"] for r in read_rows(out) if r["input"].endswith("clip02.wav")] != ["error"]
+
+
+def test_an_input_that_hangs_is_stopped_by_the_timeout(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = _cli(str(clips / "clip0[0-3].wav"), "--out", str(out), "--workers", "1", "--chunk", "4", "--timeout", "3",
+             *VOICE, env={"EMOFUSE_BATCH_HANG_ON": "clip02.wav"})
+    assert r.returncode == 1, r.stderr
+    status = {Path(e["input"]).name: e for e in _ledger(out)}
+    assert status["clip02.wav"]["status"] == "failed" and "--timeout 3 s" in status["clip02.wav"]["error"]
+    assert [status[f"clip0{i}.wav"]["status"] for i in (0, 1, 3)] == ["ok"] * 3
 
 
 def test_ray_engine_gives_the_local_engines_rows(clips: Path, tmp_path: Path) -> None:

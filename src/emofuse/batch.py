@@ -71,6 +71,9 @@ class BatchOptions:
     part_rows: int = 2000  # parquet: segment rows per part file (a part is written at least every part_seconds)
     part_seconds: float = 60.0
     retry_failed: bool = False  # analyse again the inputs a previous run recorded as failed (their rows replaced)
+    # local engine: a worker that finishes no input for this many seconds is killed, as if it had died (its
+    # inputs retried alone, then recorded as failed); None = wait for ever. Must exceed the longest input's time.
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -87,6 +90,11 @@ class BatchOptions:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise InputError(f"--threads must be an integer >= 1, not {self.threads!r}")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+                                         or not self.timeout > 0):
+            raise InputError(f"--timeout must be a number of seconds > 0, not {self.timeout!r}")
+        if self.timeout is not None and self.engine == "ray":
+            raise InputError("--timeout applies to the local engine; with --engine ray leave it out")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise InputError(f"--retries must be an integer >= 0, not {self.retries!r}")
         if self.out.exists() and not self.out.is_dir():
@@ -618,6 +626,9 @@ def _maybe_crash(jobs: Sequence[tuple[str, str]]) -> None:
     crash = os.environ.get("EMOFUSE_BATCH_CRASH_ON")
     if crash and any(Path(p).name == crash for _, p in jobs):
         os.kill(os.getpid(), 9)
+    hang = os.environ.get("EMOFUSE_BATCH_HANG_ON")  # ... and one handed this name never answers
+    if hang and any(Path(p).name == hang for _, p in jobs):
+        time.sleep(3600)
 
 
 def _make_analyzer(options: dict[str, Any], threads: int) -> Any:
@@ -661,7 +672,7 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
         proc = ctx.Process(target=_worker_main, args=(child, options, threads), daemon=True)
         proc.start()
         child.close()
-        workers[parent] = {"proc": proc, "chunk": None, "left": set(), "ready": False}
+        workers[parent] = {"proc": proc, "chunk": None, "left": set(), "ready": False, "since": time.monotonic()}
 
     def assign(conn: Any) -> None:
         st = workers[conn]
@@ -670,13 +681,13 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
         chunk = queue.pop(0)
         for k in chunk:
             attempts[k] += 1
-        st["chunk"], st["left"] = chunk, set(chunk)
+        st["chunk"], st["left"], st["since"] = chunk, set(chunk), time.monotonic()
         conn.send((id(chunk), [(k, by_key[k][0].path) for k in chunk]))
 
-    def died(conn: Any) -> None:
+    def died(conn: Any, why: str | None = None) -> None:
         st = workers.pop(conn)
-        code = st["proc"].exitcode
         st["proc"].join(timeout=1)
+        code = st["proc"].exitcode
         if not st["ready"]:
             if code is not None and code < 0:
                 raise EmofuseError(f"an analysis worker was killed while loading its models (signal {-code}; often "
@@ -687,8 +698,8 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
         for k in [k for k in (st["chunk"] or []) if k in st["left"]]:
             if attempts[k] > opts.retries:
                 how = "killed, e.g. out of memory" if code is not None and code < 0 else f"exit code {code}"
-                record(by_key[k], crashed(by_key[k][0].path, k, f"the analysis process died ({how}) on "
-                                                                  f"{attempts[k]} attempts"), attempts[k])
+                record(by_key[k], crashed(by_key[k][0].path, k, (why or f"the analysis process died ({how})")
+                                          + f" on {attempts[k]} attempts"), attempts[k])
             else:
                 queue.insert(0, [k])  # alone, so that an input that kills its worker takes only itself
         if queue:
@@ -698,7 +709,8 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
         spawn()
     try:
         while workers:
-            ready = wait(list(workers) + [s["proc"].sentinel for s in workers.values()])
+            ready = wait(list(workers) + [s["proc"].sentinel for s in workers.values()],
+                         timeout=None if opts.timeout is None else min(1.0, opts.timeout))
             for obj in ready:
                 conn = obj if obj in workers else next((c for c, s in workers.items() if s["proc"].sentinel == obj), None)
                 if conn is None or conn not in workers:
@@ -716,6 +728,7 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
                     assign(conn)
                 elif kind == "result":
                     st["left"].discard(payload["key"])
+                    st["since"] = time.monotonic()
                     record(by_key[payload["key"]], payload, attempts[payload["key"]])
                 elif kind == "done":
                     st["chunk"], st["left"] = None, set()
@@ -724,6 +737,12 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
                     conn.send(None)
                     st["proc"].join(timeout=30)
                     workers.pop(conn, None)
+            if opts.timeout is not None:
+                now = time.monotonic()
+                for conn, st in list(workers.items()):
+                    if st["chunk"] and now - st["since"] > opts.timeout:
+                        st["proc"].kill()
+                        died(conn, f"no result within --timeout {opts.timeout:g} s (its worker was stopped)")
     finally:
         for conn, st in workers.items():
             st["proc"].kill()

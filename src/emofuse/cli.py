@@ -273,6 +273,9 @@ def batch(
     address: Annotated[Optional[str], typer.Option(help="--engine ray: a running cluster (e.g. ray://head:10001 or "
                                                        "auto); default: a local cluster on this machine")] = None,
     chunk: Annotated[int, typer.Option(help="inputs handed to a worker at once (short clips share ASR windows)")] = 8,
+    timeout: Annotated[Optional[float], typer.Option(help="local engine: stop a worker that finishes no input for "
+                                                          "this many seconds (its inputs retried alone, then failed); "
+                                                          "default: no limit")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="analyse again the inputs an earlier run "
                                                                    "recorded as failed (their rows are replaced)")] = False,
     no_progress: NoProgress = False,
@@ -292,7 +295,7 @@ def batch(
     aopts = _analyzer_options(modalities, asr_model, language, beam_size, fps, max_duration, fusion, checkpoint,
                               min_text_quality)
     bopts = BatchOptions(out=out, format=fmt.value, engine=engine.value, workers=workers, threads=threads,
-                         address=address, chunk=chunk, retry_failed=retry_failed)
+                         address=address, chunk=chunk, retry_failed=retry_failed, timeout=timeout)
     err = _err_console()
     bar = _BatchBar(err, on=not no_progress)
     try:
