@@ -35,6 +35,9 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, ClickException):
             raise
+        except BrokenPipeError:
+            _closed_stdout()  # `emofuse ... | head`: the reader left; not an error of ours
+            raise typer.Exit(0) from None
         except EmofuseError as e:
             if os.environ.get("EMOFUSE_DEBUG"):
                 raise
@@ -655,8 +658,19 @@ def components() -> None:
     Console(width=None if sys.stdout.isatty() else 200).print(t)  # piped: never cut names
 
 
+def _closed_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again (Python's
+    documented recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # raised outside a command (e.g. while printing --help)
+        _closed_stdout()
+        sys.exit(0)
 
 
 if __name__ == "__main__":
