@@ -75,6 +75,14 @@ def test_manifest_rows_each_get_a_fate(tmp_path: Path) -> None:
     assert why["*.nothing"][0] == "missing"
 
 
+def test_a_spreadsheets_csv_with_a_bom_and_crlf_reads_as_any_other(tmp_path: Path) -> None:
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"\xef\xbb\xbfpath,speaker\r\na.wav,s1\r\n")
+    jobs, rejected, cols = collect([m])
+    assert [(Path(j.path).name, j.meta) for j in jobs] == [("a.wav", {"speaker": "s1"})] and not rejected
+    assert cols == ["speaker"]
+
+
 def test_unusable_manifests_and_options_are_refused_before_anything_runs(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("file,speaker\na.wav,s1\n")

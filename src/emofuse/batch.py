@@ -168,7 +168,7 @@ def collect(specs: Sequence[str | Path]) -> tuple[list[Job], list[Rejected], lis
 def _read_manifest(path: Path) -> tuple[list[Job], list[Rejected], list[str]]:
     rows: list[tuple[int, dict[str, Any] | None, str]] = []  # (line, row or None, why unreadable)
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: the BOM spreadsheets write
             if path.suffix.lower() == ".csv":
                 reader = csv.DictReader(f)
                 cols = list(reader.fieldnames or [])
