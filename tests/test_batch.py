@@ -144,7 +144,8 @@ def test_retry_failed_replaces_the_failed_inputs_rows(tmp_path: Path, fmt: str) 
     w.commit({"key": "k2", "input": "b", "status": "failed"}, [{"label": "error", "text": "died"}])
     w.close()
     w = Writer(opts, header, [])
-    assert w.retry_failed() == {"k2"} and w.done_keys() == {"k1"}
+    w.retry_failed({"k2"})
+    assert w.done_keys() == {"k1"}
     w.close()
     # killed before k2 was analysed again: a resumed run still knows k2 is to do, and its error row is gone
     w = Writer(opts, header, [])
@@ -152,9 +153,42 @@ def test_retry_failed_replaces_the_failed_inputs_rows(tmp_path: Path, fmt: str) 
     w.commit({"key": "k2", "input": "b", "status": "ok"}, [{"label": "sad", "segment": 0}])
     w.close()
     w = Writer(opts, header, [])
-    assert w.latest() == {"k1": "ok", "k2": "ok"} and w.retry_failed() == set()
+    assert w.latest() == {"k1": "ok", "k2": "ok"}
     w.close()
     assert sorted((r["key"], r["label"]) for r in read_rows(tmp_path / "run")) == [("k1", "happy"), ("k2", "sad")]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_retry_a_kill_interrupted_is_finished_by_the_next_run(tmp_path: Path, fmt: str) -> None:
+    opts = BatchOptions(out=tmp_path / "run", format=fmt, part_rows=1)
+    header = {"format": "emofuse-batch/1", "output": fmt, "options": {}}
+    w = Writer(opts, header, [])
+    w.commit({"key": "k1", "input": "a", "status": "failed"}, [{"label": "error", "text": "died"}])
+    w.commit({"key": "k2", "input": "b", "status": "failed"}, [{"label": "error", "text": "died"}])
+    w.close()
+    (tmp_path / "run" / "retry.json").write_text('["k1"]')  # killed right after the intent was written
+    w = Writer(opts, header, [])
+    assert w.latest() == {"k2": "failed"} and not (tmp_path / "run" / "retry.json").exists()
+    w.close()
+    assert [r["key"] for r in read_rows(tmp_path / "run")] == ["k2"]
+
+
+def test_torn_ledger_lines_lose_only_their_inputs(tmp_path: Path) -> None:
+    opts = BatchOptions(out=tmp_path / "run", format="parquet", part_rows=3)
+    header = {"format": "emofuse-batch/1", "output": "parquet", "options": {}}
+    w = Writer(opts, header, [])
+    for k in ("a", "b", "c"):
+        w.commit({"key": k, "input": k, "status": "ok"}, [{"label": "happy", "segment": 0}])
+    w.close()
+    ledger = tmp_path / "run" / "inputs.jsonl"
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    ledger.write_bytes(lines[0] + lines[1].rstrip(b"\n"))  # one part, its ledger write cut inside b's line
+    w = Writer(opts, header, [])
+    assert w.done_keys() == {"a"}
+    for k in ("b", "c"):  # analysed again
+        w.commit({"key": k, "input": k, "status": "ok"}, [{"label": "sad", "segment": 0}])
+    w.close()
+    assert sorted(r["key"] for r in read_rows(tmp_path / "run")) == ["a", "b", "c"]  # no row twice
 
 
 # ---------------------------------------------------------------------------------------------- with models

@@ -13,9 +13,10 @@ The run's folder (``--out``) holds
 
 An input's key is a hash of its content and of the options: a re-run skips the keys the ledger records as
 ``ok`` or ``failed``, so a killed run resumes where it stopped, a renamed file is not redone, an edited one is.
-Segment rows are written before their ledger line, so after a kill the rows of inputs without a ledger line
-are dropped on resume (JSON Lines: truncated at the last recorded offset; Parquet: parts the ledger does not
-name are deleted), and no input is recorded twice.
+Segment rows are written and synced before their ledger line, so after a kill the rows of inputs without a
+ledger line are dropped on resume (JSON Lines: truncated at the last recorded offset; Parquet: parts the ledger
+does not name are deleted, and the last part keeps only the inputs its surviving lines name), and no input is
+recorded twice.
 
 Engines: ``local`` runs ``workers`` processes, each holding one :class:`~emofuse.pipeline.Analyzer` (models
 loaded once per process) and receiving chunks of inputs that share ASR windows; a worker that dies (killed,
@@ -179,8 +180,8 @@ def _read_manifest(path: Path) -> tuple[list[Job], list[Rejected], list[str]]:
                 for row in reader:
                     line = reader.line_num
                     if None in row or any(v is None for v in row.values()):
-                        rows.append((line, None, f"has {len(row) - (None in row) + len(row.get(None) or [])} "
-                                                 f"fields, the header {len(cols)}"))
+                        n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                        rows.append((line, None, f"has {n} fields, the header {len(cols)}"))
                     else:
                         rows.append((line, row, ""))
             else:
@@ -198,6 +199,9 @@ def _read_manifest(path: Path) -> tuple[list[Job], list[Rejected], list[str]]:
                         continue
                     rows.append((line, row, ""))
                     cols += [c for c in row if c not in cols]
+                if rows and all(r is None for _, r, _ in rows):
+                    raise InputError(f"manifest {path}: no line is a JSON object (line {rows[0][0]} {rows[0][2]}); "
+                                     f'each line must be an object such as {{"{PATH_COLUMN}": "clip.mp4"}}')
                 if rows and not any(r is not None and PATH_COLUMN in r for _, r, _ in rows):
                     raise InputError(f"manifest {path}: no row has a {PATH_COLUMN!r} field; each line must be an "
                                      f'object such as {{"{PATH_COLUMN}": "clip.mp4", "speaker": "s1"}}')
@@ -341,6 +345,8 @@ class Writer:
             (self.dir / "segments").mkdir(exist_ok=True)
             self.n_parts = 1 + max((int(p.stem.split("-")[1]) for p in (self.dir / "segments").glob("part-*.parquet")),
                                    default=-1)
+        if (self.dir / "retry.json").exists():  # a retry a kill interrupted
+            self._finish_retry(set(json.loads((self.dir / "retry.json").read_text())))
 
     def _recover(self) -> list[dict[str, Any]]:
         """The ledger's entries; a torn last line is cut off, and rows no ledger line covers are dropped."""
@@ -350,9 +356,11 @@ class Writer:
             data = self.ledger_path.read_bytes()
             for line in data.splitlines(keepends=True):
                 try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no end of line")
                     entries.append(json.loads(line))
                 except ValueError:
-                    break  # a line torn by a kill, and nothing after it was committed
+                    break  # a line torn by a kill (even one cut just before its newline): nothing after it counts
                 good += len(line)
             if good < len(data):
                 with open(self.ledger_path, "r+b") as f:
@@ -370,6 +378,10 @@ class Writer:
             for p in (self.dir / "segments").glob("part-*"):
                 if p.name not in named:
                     p.unlink()
+            if named:  # a kill inside the last part's ledger write: keep only the inputs its lines name
+                last = max(named)
+                keys = {e["key"] for e in entries if e.get("part") == last}
+                _filter_part(self.dir / "segments" / last, lambda k: k in keys)
         return entries
 
     def latest(self) -> dict[str, str]:
@@ -386,36 +398,29 @@ class Writer:
     def done_keys(self) -> set[str]:
         return set(self.latest())
 
-    def retry_failed(self) -> set[str]:
-        """Forget the inputs whose latest status is failed, so that this run analyses them again: their rows
-        are removed (JSON Lines rewritten, Parquet parts holding them rewritten) and a ledger line records the
-        retry. Returns their keys."""
-        keys = {k for k, st in self.latest().items() if st == "failed"}
-        if not keys:
-            return keys
+    def retry_failed(self, keys: set[str]) -> None:
+        """Forget these inputs (recorded as failed), so that this run analyses them again: their rows are
+        removed and a ledger line records the retry. An intent file written first makes it survive a kill:
+        the next run finishes it before anything else (nothing new is written for these keys before then)."""
+        if keys:
+            _write_synced(self.dir / "retry.json", json.dumps(sorted(keys)).encode())
+            self._finish_retry(keys)
+
+    def _finish_retry(self, keys: set[str]) -> None:
         if self.opts.format == "jsonl":
             seg = self.dir / "segments.jsonl"
             self.rows.close()
             kept = [line for line in seg.read_bytes().splitlines(keepends=True) if json.loads(line).get("key") not in keys]
             tmp = seg.with_suffix(".tmp")
-            tmp.write_bytes(b"".join(kept))
+            _write_synced(tmp, b"".join(kept))
             os.replace(tmp, seg)
             self.rows = open(seg, "ab")
             self._ledger([{"status": "retry", "keys": sorted(keys), "end": self.rows.tell()}])
         else:
-            import pyarrow as pa
-            import pyarrow.compute as pc
-            import pyarrow.parquet as pq
-
             for part in sorted((self.dir / "segments").glob("part-*.parquet")):
-                table = pq.read_table(part)
-                drop = pc.is_in(table["key"], value_set=pa.array(sorted(keys)))
-                if pc.any(drop).as_py():
-                    tmp = part.with_name(part.name + ".tmp")
-                    pq.write_table(table.filter(pc.invert(drop)), tmp)
-                    os.replace(tmp, part)
+                _filter_part(part, lambda k: k not in keys)
             self._ledger([{"status": "retry", "keys": sorted(keys)}])
-        return keys
+        (self.dir / "retry.json").unlink()
 
     def known_hashes(self) -> dict[tuple[str, int, int], str]:
         """(path, size, mtime_ns) -> content hash from the ledger: an unchanged file is not read again."""
@@ -429,6 +434,7 @@ class Writer:
             if rows:
                 self.rows.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
                 self.rows.flush()
+                os.fsync(self.rows.fileno())  # on disk before the ledger line that names them
             self._ledger([entry | {"end": self.rows.tell()}])
             return
         if not rows:
@@ -450,6 +456,7 @@ class Writer:
         table = pa.Table.from_pylist(rows, schema=parquet_schema(self.meta_cols))
         tmp = self.dir / "segments" / f"{name}.tmp"
         pq.write_table(table, tmp)
+        _fsync(tmp)
         os.replace(tmp, tmp.with_suffix(""))
         self._ledger([e | {"part": name} for e, _ in self.pending])
         self.n_parts += 1
@@ -466,6 +473,33 @@ class Writer:
         self.ledger.close()
         if self.opts.format == "jsonl":
             self.rows.close()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _filter_part(part: Path, keep: Callable[[str], bool]) -> None:
+    """Rewrite a Parquet part without the rows whose key ``keep`` rejects (atomically; untouched if none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(part)
+    mask = [bool(keep(k)) for k in table.column("key").to_pylist()]
+    if all(mask):
+        return
+    tmp = part.with_name(part.name + ".tmp")
+    pq.write_table(table.filter(pa.array(mask)), tmp)
+    _fsync(tmp)
+    os.replace(tmp, part)
 
 
 def parquet_schema(meta_cols: Sequence[str]) -> Any:
@@ -519,9 +553,8 @@ def _run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions,
     w = Writer(opts, header, meta_cols)
     summary = Summary(out=str(opts.out))
     try:
-        if opts.retry_failed:
-            w.retry_failed()
-        todo = _plan(jobs, rejected, w, header["options_key"], summary, on_progress)
+        todo, again = _plan(jobs, rejected, w, header["options_key"], summary, on_progress, opts.retry_failed)
+        w.retry_failed(again)  # --retry-failed: this run's failed inputs, their old rows removed first
         if on_start is not None:
             on_start(len(todo) + summary.skipped + summary.rejected + summary.duplicates,
                      summary.skipped + summary.rejected + summary.duplicates)
@@ -552,18 +585,22 @@ def _run(specs: Sequence[str | Path], analyzer_options: Any, opts: BatchOptions,
 
 
 def _plan(jobs: list[Job], rejected: list[Rejected], w: Writer, options_key: str, summary: Summary,
-          on_progress: OnProgress | None) -> list[tuple[Job, str, dict[str, Any]]]:
-    """Keys for the jobs; duplicates, missing files and rows already done recorded or skipped."""
+          on_progress: OnProgress | None, retry: bool = False) -> tuple[list[tuple[Job, str, dict[str, Any]]], set[str]]:
+    """Keys for the jobs; duplicates, missing files and rows already done recorded or skipped. With ``retry``,
+    the jobs recorded as failed are planned again; their keys are returned beside the plan."""
     done, known = w.done_keys(), w.known_hashes()
     failed_before = {k for k, st in w.latest().items() if st == "failed"}
-    recorded = {(e.get("origin"), e.get("status")) for e in w.entries}
+    again: set[str] = set()
+    if retry:
+        done -= failed_before
+    recorded = {(e.get("origin"), e.get("input"), e.get("status")) for e in w.entries}
 
     def reject(entry: dict[str, Any]) -> None:
         if entry["status"] == "duplicate":
             summary.duplicates += 1
         else:
             summary.rejected += 1
-        if (entry["origin"], entry["status"]) not in recorded:  # a resumed run does not record it again
+        if (entry["origin"], entry["input"], entry["status"]) not in recorded:  # a resumed run does not record it again
             w.commit(entry, [])
         if on_progress is not None:
             on_progress(entry)
@@ -592,8 +629,10 @@ def _plan(jobs: list[Job], rejected: list[Rejected], w: Writer, options_key: str
             summary.skipped += 1
             summary.skipped_failed += key in failed_before
             continue
+        if key in failed_before:
+            again.add(key)
         todo.append((j, key, {"content": content, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-    return todo
+    return todo, again
 
 
 # ------------------------------------------------------------------------------------------------ local engine
@@ -682,7 +721,10 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
         for k in chunk:
             attempts[k] += 1
         st["chunk"], st["left"], st["since"] = chunk, set(chunk), time.monotonic()
-        conn.send((id(chunk), [(k, by_key[k][0].path) for k in chunk]))
+        try:
+            conn.send((id(chunk), [(k, by_key[k][0].path) for k in chunk]))
+        except OSError:  # it died since its last message: its chunk is retried like any dead worker's
+            died(conn)
 
     def died(conn: Any, why: str | None = None) -> None:
         st = workers.pop(conn)
@@ -733,14 +775,17 @@ def _run_local(todo: list[tuple[Job, str, dict[str, Any]]], analyzer_options: An
                 elif kind == "done":
                     st["chunk"], st["left"] = None, set()
                     assign(conn)
-                if st["chunk"] is None and not queue:
-                    conn.send(None)
+                if conn in workers and st["chunk"] is None and not queue:
+                    try:
+                        conn.send(None)
+                    except OSError:
+                        pass  # it holds nothing: nothing is lost
                     st["proc"].join(timeout=30)
                     workers.pop(conn, None)
             if opts.timeout is not None:
                 now = time.monotonic()
                 for conn, st in list(workers.items()):
-                    if st["chunk"] and now - st["since"] > opts.timeout:
+                    if st["chunk"] and now - st["since"] > opts.timeout and not conn.poll():
                         st["proc"].kill()
                         died(conn, f"no result within --timeout {opts.timeout:g} s (its worker was stopped)")
     finally:
