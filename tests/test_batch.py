@@ -106,6 +106,16 @@ def test_unusable_manifests_and_options_are_refused_before_anything_runs(tmp_pat
         BatchOptions(out=bad)
 
 
+def test_the_options_key_ignores_how_the_same_options_are_written() -> None:
+    from emofuse.batch import options_fingerprint
+    from emofuse.pipeline import AnalyzerOptions
+
+    a = options_fingerprint(AnalyzerOptions(modalities=("text", "voice")))
+    assert a == options_fingerprint(AnalyzerOptions(modalities=("voice", "text"), fusion="poe"))
+    assert a != options_fingerprint(AnalyzerOptions(modalities=("voice", "text"), fusion="confidence"))
+    assert options_fingerprint(AnalyzerOptions(threads=1)) == options_fingerprint(AnalyzerOptions(threads=2))
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_writer_drops_what_no_ledger_line_covers(tmp_path: Path, fmt: str) -> None:
     opts = BatchOptions(out=tmp_path / "run", format=fmt, part_rows=1)

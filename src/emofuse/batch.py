@@ -235,8 +235,12 @@ def options_fingerprint(opts: Any) -> dict[str, Any]:
     a trained checkpoint's content."""
     from . import __version__
 
+    from .result import MODALITIES
+
     d = {k: v for k, v in dataclasses.asdict(opts).items() if k not in _SPEED_ONLY}
-    d["modalities"] = list(d["modalities"])
+    d["modalities"] = [m for m in MODALITIES if m in d["modalities"]]  # "text,voice" is "voice,text"
+    if d.get("fusion") is None and not opts.checkpoint:
+        d["fusion"] = "poe"  # what the analysis uses when none is named
     if opts.checkpoint:
         d["checkpoint"] = _file_hash(Path(opts.checkpoint))
     d["emofuse"] = __version__
