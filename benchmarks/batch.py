@@ -32,13 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(Path(__file__).resolve().parent)]
-
-import numpy as np  # noqa: E402
 
 from emofuse.batch import BatchOptions  # noqa: E402
 
@@ -46,32 +43,24 @@ MEDIA = ROOT / ".cache" / "media"
 MODALITIES = "voice,face,text"
 
 
-def _wav(path: Path, x: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 def build_folder(data: Path, out: Path, scale: int = 1) -> Path:
+    import speech_sets
+
     from emofuse.media import load_audio
 
     folder = out / "clips"
     folder.mkdir(parents=True)
     speech = load_audio(MEDIA / "two_cities.wav")
     if (data / "speech" / "nemo").is_dir():
-        import speech_sets
-
         for i, p in enumerate(speech_sets.short_folder(data, out / "turkish", n=28 * scale)):
             shutil.copy(p, folder / f"short{i:02d}{p.suffix}")
     else:
         for i in range(28 * scale):
             s = int((i * 1.37 % 41.0) * 16000)
-            _wav(folder / f"short{i:02d}.wav", speech[s:s + 40000])
+            speech_sets.write_wav(folder / f"short{i:02d}.wav", speech[s:s + 40000])
     for i in range(5 * scale):
         s = int((2 + i * 8.3 % 34.0) * 16000)
-        _wav(folder / f"piece{i:02d}.wav", speech[s:s + 8 * 16000])
+        speech_sets.write_wav(folder / f"piece{i:02d}.wav", speech[s:s + 8 * 16000])
     if not (MEDIA / "bench_60s_720p.mp4").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_media.py"), "bench"], check=True)
     for name in ("two_cities.wav", "beckett.wav", "bench_60s_720p.mp4", "demo.mp4", "WolfgangLanger_Pexels.mp4",

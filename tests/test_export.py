@@ -51,7 +51,7 @@ def test_every_network_exports_and_fuses_as_in_torch(tmp_path: Path, name: str) 
         assert abs(a.valence - b.valence) < 1e-5 and a.weights == b.weights
 
 
-def test_shipped_heads_export_exactly() -> None:
+def test_the_shipped_heads_are_found() -> None:
     heads = shipped_heads()
     assert {p.stem for p in heads} >= {"voice-whisper-base", "text-minilm-l6-emo", "text-e5-small"}
 

@@ -43,6 +43,7 @@ from typing import Any
 
 from .errors import EmofuseError, InputError, MissingComponentError
 from .result import CSV_COLUMNS
+from .store import sha256_file
 
 FORMAT_TAG = "emofuse-batch/1"
 FORMATS = ("jsonl", "parquet")
@@ -242,14 +243,9 @@ def options_fingerprint(opts: Any) -> dict[str, Any]:
     if d.get("fusion") is None and not opts.checkpoint:
         d["fusion"] = "poe"  # what the analysis uses when none is named
     if opts.checkpoint:
-        d["checkpoint"] = _file_hash(Path(opts.checkpoint))
+        d["checkpoint"] = sha256_file(Path(opts.checkpoint))
     d["emofuse"] = __version__
     return d
-
-
-def _file_hash(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def _digest(obj: Any) -> str:
@@ -616,7 +612,7 @@ def _plan(jobs: list[Job], rejected: list[Rejected], w: Writer, options_key: str
     for j in jobs:
         try:
             st = os.stat(j.path)
-            content = known.get((j.path, st.st_size, st.st_mtime_ns)) or _file_hash(Path(j.path))
+            content = known.get((j.path, st.st_size, st.st_mtime_ns)) or sha256_file(Path(j.path))
         except OSError as e:
             # not "done": a re-run looks again, in case the file has been put back
             reject({"key": None, "input": j.path, "origin": j.origin, "status": "missing",
@@ -643,8 +639,6 @@ def _plan(jobs: list[Job], rejected: list[Rejected], w: Writer, options_key: str
 
 def _worker_main(conn: Any, options: dict[str, Any], threads: int) -> None:
     """A local worker: one Analyzer, chunks in, records out, until told to stop."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
     try:
         analyzer = _make_analyzer(options, threads)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the run with it
@@ -675,6 +669,9 @@ def _maybe_crash(jobs: Sequence[tuple[str, str]]) -> None:
 
 
 def _make_analyzer(options: dict[str, Any], threads: int) -> Any:
+    """A worker's Analyzer (both engines), on ``threads`` CPU threads."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
     from .pipeline import Analyzer, AnalyzerOptions
 
     opts = dict(options, threads=threads)
@@ -869,8 +866,6 @@ class _RayAnalyzer:
     """A Ray Data actor: one Analyzer, a batch of (key, path) rows in, one record per input out."""
 
     def __init__(self, options: dict[str, Any], threads: int) -> None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)
         self.analyzer = _make_analyzer(options, threads)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:

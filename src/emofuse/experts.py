@@ -67,6 +67,12 @@ def to_output(p: np.ndarray, va: tuple[float, float] | None = None, **extra: Any
     return ExpertOutput({e: float(x) for e, x in zip(EMOTIONS, p)}, v, a, float(p.max()), src, dict(extra))
 
 
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (max subtracted first)."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
 @dataclass
 class LinearHead:
     """softmax(((x - mean) / scale) @ W + b) over ``labels``, optional VA = z @ R + c.
@@ -90,10 +96,7 @@ class LinearHead:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """[n, dim] -> [n, n_labels] probabilities over the head's own labels."""
-        logits = self._z(x) @ self.W + self.b
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self._z(x) @ self.W + self.b)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """[n, dim] -> [n, 7] probabilities over the canonical EMOTIONS (:func:`canonical_probs`)."""

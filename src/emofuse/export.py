@@ -20,7 +20,6 @@ Exporting needs torch (set-up time); running the graphs does not.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 import warnings
@@ -32,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, MissingComponentError
+from .experts import softmax
+from .store import sha256_file as _sha256
 
 ONNX_FORMAT = "emofuse-onnx/1"
 PROBES = 512  # random standardised inputs each graph is compared on
@@ -50,11 +51,6 @@ class Exported:
     ms_graph: float  # ms per probe, ONNX Runtime, batch of 1
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _torch() -> Any:
     try:
         import torch
@@ -70,12 +66,6 @@ def _session(path: Path) -> Any:
     so.intra_op_num_threads = 1  # one segment at a time: threads cost more than they give
     so.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _per_item_ms(fn: Any, items: list[Any], repeat: int = 3) -> float:
@@ -240,7 +230,7 @@ def export_network(checkpoint: str | Path, dst: Path) -> Exported:
         with torch.no_grad():
             want = [o.numpy() for o in graph(*xs, *ks)]
         got = sess.run(None, {k: v.numpy() for k, v in zip(names, [*xs, *ks])})
-        pw, pg = _softmax(want[0]), _softmax(got[0])
+        pw, pg = softmax(want[0]), softmax(got[0])
         diffs.append(float(np.abs(pw - pg).max()))
         if regression:
             diffs.append(float(np.abs(want[1] - got[1]).max()))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .errors import InputError, UnknownNameError
-from .experts import ExpertOutput, canonical_probs, project_va
+from .experts import ExpertOutput, canonical_probs, project_va, softmax
 from .registry import Registry
 from .result import Fused
 from .taxonomy import EMOTIONS
@@ -171,15 +171,10 @@ POE_EXPERTS = ("face-cnn.int8.onnx", "text-minilm-l6-emo.safetensors", "text-e5-
 
 def expert_hashes() -> dict[str, str]:
     """sha256 of the shipped expert files of :data:`POE_EXPERTS` (what ``--save`` records with the fit)."""
-    import hashlib
-
     from .experts import WEIGHTS_DIR
+    from .store import sha256_file
 
-    out = {}
-    for name in POE_EXPERTS:
-        with open(WEIGHTS_DIR / name, "rb") as f:
-            out[name] = hashlib.file_digest(f, "sha256").hexdigest()
-    return out
+    return {name: sha256_file(WEIGHTS_DIR / name) for name in POE_EXPERTS}
 
 
 def stale_experts(doc: Mapping[str, Any]) -> tuple[str, ...]:
@@ -326,8 +321,7 @@ class NetworkFusion:
             return Fused(f.probs, f.label, f.confidence, f.valence, f.arousal, f.weights,
                          f"confidence (no input for {self.name})")
         logits, valence = self.run(inputs)
-        z = logits - logits.max(axis=-1, keepdims=True)
-        q = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+        q = softmax(logits)
         p = canonical_probs(q, self.labels)[0]  # e.g. RAVDESS calm counts as neutral
         v_proj, a = project_va(p)
         v = float(np.clip(float(valence[0]), -1, 1)) if valence is not None else v_proj
