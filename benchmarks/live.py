@@ -12,7 +12,7 @@ process (``emofuse serve``), the client here.
   run side by side; each < 1 keeps up);
 * growth: utterance latency p95 of the stream's first half against its second half.
 
-    python benchmarks/live.py [--minutes 5] [--asr-model whisper-base|whisper-tiny.en] [--fps 10] [--no-partials]
+    python benchmarks/live.py [--minutes 5] [--asr-model whisper-base|whisper-tiny.en] [--asr-window 10|30] [--fps 10] [--no-partials]
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--asr-model", default="whisper-base")
+    ap.add_argument("--asr-window", type=float, default=10.0, help="seconds per Whisper window (the server's --asr-window)")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--no-partials", action="store_true", help="ask the server for no partial transcripts")
     a = ap.parse_args()
@@ -129,7 +130,7 @@ def main() -> int:
         return 2
     pcm, frames = stream_media(a.minutes, a.fps)
     port = free_port()
-    server = start_server(port, "--asr-model", a.asr_model)
+    server = start_server(port, "--asr-model", a.asr_model, "--asr-window", str(a.asr_window))
     try:
         r = asyncio.run(run_stream(f"ws://127.0.0.1:{port}/v1/live", pcm, frames, not a.no_partials))
     finally:
@@ -140,7 +141,7 @@ def main() -> int:
     face = np.array(r["face"]) * 1e3
     end: dict[str, float] = r["end"]  # type: ignore[assignment]
     half = ends < r["seconds"] / 2  # type: ignore[operator]
-    print(f"live stream, {a.asr_model}, {r['seconds']:.0f} s at real time, frames sent at {a.fps:g} fps, "
+    print(f"live stream, {a.asr_model} on {a.asr_window:g} s windows, {r['seconds']:.0f} s at real time, frames sent at {a.fps:g} fps, "
           f"partials {'off' if a.no_partials else 'on'}, loopback")
     print("| figure | value | target |\n|---|---|---|")
     print(f"| utterances | {len(utt)} | |")

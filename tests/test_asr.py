@@ -65,3 +65,34 @@ def test_silence_gives_no_utterances(tiny: WhisperASR, tmp_path: Path) -> None:
     p = write_wav(tmp_path / "quiet.wav", np.random.default_rng(0).normal(0, 1e-4, 16000 * 3).astype(np.float32))
     audio, _ = decode_audio(probe(p))
     assert tiny.transcribe(audio) == []
+
+
+@pytest.mark.slow
+def test_a_10_s_window_transcribes_the_same_words_and_pools_its_own_encoder_pass(media: Path) -> None:
+    from faster_whisper.audio import pad_or_trim
+
+    from emofuse.features.voice import encode_window, pool_frames
+
+    audio, _ = decode_audio(probe(media / "two_cities.wav"))
+    speech = audio[16000 * 1: 16000 * 5]  # "It was the best of times, ..."
+    asr = WhisperASR(ASROptions(model="whisper-tiny.en", vad=False, window=10))
+    utts = asr.transcribe(speech)
+    assert "best of times" in " ".join(u.text.lower() for u in utts)
+    feats = asr.model.feature_extractor(speech)
+    enc = np.asarray(asr.model.encode(pad_or_trim(feats[:, : feats.shape[-1] - 1], 1000)))[0]
+    assert enc.shape[0] == 500  # 10 s of encoder frames, not 30
+    for u in utts:
+        np.testing.assert_allclose(u.embedding, pool_frames(enc, u.start, u.end), rtol=1e-4, atol=1e-4)
+    # the training side (extractors voice-<model>-w10) encodes a 10 s window too (keeping the last mel frame the
+    # ASR drops, as at 30 s: pooled vectors within 0.05)
+    train = encode_window(asr.model, speech, 10.0)
+    assert train.shape == enc.shape
+    np.testing.assert_allclose(pool_frames(train, 0.5, 3.5), pool_frames(enc, 0.5, 3.5), atol=0.05)
+
+
+@pytest.mark.parametrize("bad", [4, 31, True, "10", float("nan")])
+def test_the_window_is_checked(bad: object) -> None:
+    from emofuse.errors import InputError
+
+    with pytest.raises(InputError, match="ASR window"):
+        ASROptions(window=bad)  # type: ignore[arg-type]

@@ -204,6 +204,20 @@ def test_options_are_validated() -> None:
                 {"asr_streams": 0}, {"asr_streams_beside_faces": 1.5}):
         with pytest.raises(InputError):
             AnalyzerOptions(**bad)
+    # a window no voice head was trained on is refused before anything loads, naming the windows that have one
+    with pytest.raises(InputError, match="--asr-window 10 or 30"):
+        AnalyzerOptions(asr_window=15)
+    AnalyzerOptions(asr_window=15, modalities=("text",))  # no voice: any window Whisper takes
+    AnalyzerOptions(asr_window=10, asr_model="whisper-tiny.en")
+
+
+@pytest.mark.slow
+def test_a_10_s_window_reads_its_own_voice_head(media: Path) -> None:
+    a = Analyzer(AnalyzerOptions(modalities=("voice", "text"), asr_model="whisper-tiny.en", asr_window=10))
+    assert a.sources["voice"] == "voice-whisper-tiny.en-w10"
+    r = a.analyze(media / "two_cities.wav")
+    assert r.segments and "best of times" in " ".join(s.text.lower() for s in r.segments)
+    assert all("voice" in s.modalities for s in r.segments)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -108,6 +108,9 @@ def to_simplified(text: str) -> str:
     return str(_T2S.convert(text))
 
 
+WINDOW_S = 30.0  # Whisper's window
+
+
 @dataclass(frozen=True)
 class ASROptions:
     model: str = "whisper-base"  # component name or a CTranslate2 Whisper directory
@@ -138,6 +141,12 @@ class ASROptions:
     shaky_tokens_per_second: float | None = 4.0
     no_repeat_ngram_size: int = 0  # > 0: no n-gram of this size is generated twice in a window
     min_quality: float | None = None  # transcripts scoring below are unreliable; None = the quality model's threshold
+    # seconds of audio per Whisper window: faster-whisper pads every window to 30 s, so a lone 3 s utterance (the
+    # live mode's unit) pays 27 s of padding in the encoder. Shorter windows cost proportionally less, but Whisper
+    # was trained on 30 s and loops below what it tolerates (benchmarks/asr_window.py: tiny.en keeps its English
+    # WER at 10 s, base loops at 10 s and degrades in Polish at 20 s); the voice expert needs a head trained on
+    # the same window (extractors voice-<model>-w<seconds>), which is checked when the analyzer is built
+    window: float = WINDOW_S
 
     def __post_init__(self) -> None:
         for name in ("beam_size", "threads", "streams", "min_silence_ms", "best_of", "no_repeat_ngram_size"):
@@ -154,6 +163,8 @@ class ASROptions:
         if self.shaky_tokens_per_second is not None and not self.shaky_tokens_per_second > 0:
             raise InputError(f"ASROptions.shaky_tokens_per_second must be None or > 0, not "
                              f"{self.shaky_tokens_per_second!r}")
+        if isinstance(self.window, bool) or not isinstance(self.window, (int, float)) or not 5 <= self.window <= WINDOW_S:
+            raise InputError(f"the ASR window must be a number of seconds from 5 to {WINDOW_S:g}, not {self.window!r}")
         if self.tokens_per_second is not None and not self.tokens_per_second > 0:
             raise InputError(f"ASROptions.tokens_per_second must be None or > 0, not {self.tokens_per_second!r}")
 
@@ -180,7 +191,6 @@ class Utterance:
     decode: Mapping[str, float] | None = field(default=None, compare=False)  # the asr_quality features the quality was scored from
 
 
-WINDOW_S = 30.0  # Whisper's window
 INPUT_GAP_S = 1.0  # silence between inputs packed into one window (0.5: 10 % fewer windows, but RAVDESS WER 0.021 -> 0.042)
 MAX_CHUNK_S = 28.0  # VAD splits longer speech (at its last pause) so that a chunk and its pads fit a window
 MIN_FALLBACK_S = 1.0  # speech that no kept segment covers becomes a VAD utterance from this length on
@@ -293,7 +303,7 @@ class WhisperASR:
         if not self.options.vad:
             return [{"start": 0, "end": len(audio)}] if len(audio) else []
         return get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=self.options.min_silence_ms,
-                                                       max_speech_duration_s=MAX_CHUNK_S))
+                                                       max_speech_duration_s=min(MAX_CHUNK_S, self.options.window - 2)))
 
     def _decode_options(self, speech_seconds: float, tokenizer: Any, tokens_per_second: float | None = None) -> Any:
         """faster-whisper's TranscriptionOptions for one window, with the budget of ASROptions."""
@@ -303,7 +313,7 @@ class WhisperASR:
         cap = None
         tps = tokens_per_second or o.tokens_per_second
         if tps is not None:  # as max_new_tokens: CTranslate2 reaches (prompt + cap) // 2 tokens
-            want = 8 + tps * min(WINDOW_S, speech_seconds)
+            want = 8 + tps * min(o.window, speech_seconds)
             prompt = len(tokenizer.sot_sequence)
             cap = int(min(MODEL_MAX_LENGTH - prompt, 2 * want + 1 - prompt))
         suppress = get_suppressed_tokens(tokenizer, [-1])
@@ -333,7 +343,7 @@ class WhisperASR:
         chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a))] for a in audios]
 
         def plan(cs: Sequence[Sequence[tuple[int, int]]]) -> list[list[_Part]]:  # 2 x 160: the mel frames' hop
-            return plan_windows(cs, int(WINDOW_S * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
+            return plan_windows(cs, int(self.options.window * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
 
         windows = plan(chunks)
         out: list[list[Utterance]] = [[] for _ in audios]
@@ -397,8 +407,8 @@ class WhisperASR:
             audio[p.offset: p.stop] = audios[p.input][p.start: p.end]
         features = self.model.feature_extractor(audio)
         # the window exactly as generate_segments slices it (it drops the last mel frame)
-        enc_sv = self.model.encode(pad_or_trim(features[:, : min(self.model.feature_extractor.nb_max_frames,
-                                                                    features.shape[-1] - 1)]))
+        frames = int(round(self.options.window * 100))  # mel frames of the (padded) window
+        enc_sv = self.model.encode(pad_or_trim(features[:, : min(frames, features.shape[-1] - 1)], frames))
         enc = np.asarray(enc_sv)[0]
         language, lang_p = self.options.language, 1.0
         if not self.multilingual:

@@ -242,6 +242,8 @@ def options_fingerprint(opts: Any) -> dict[str, Any]:
     d["modalities"] = [m for m in MODALITIES if m in d["modalities"]]  # "text,voice" is "voice,text"
     if d.get("fusion") is None and not opts.checkpoint:
         d["fusion"] = "poe"  # what the analysis uses when none is named
+    if d.get("asr_window") == 30.0:
+        del d["asr_window"]  # Whisper's own window: the keys of runs made before the option existed still match
     if opts.checkpoint:
         d["checkpoint"] = sha256_file(Path(opts.checkpoint))
     d["emofuse"] = __version__

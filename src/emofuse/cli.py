@@ -85,19 +85,21 @@ Fusion = Annotated[Optional[str], typer.Option(help="poe (the default rule: prod
 Checkpoint = Annotated[Optional[Path], typer.Option(help="trained fusion network to fuse with (.safetensors, or "
                                                      "its .onnx graph from `emofuse export`: no torch needed)")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
+AsrWindow = Annotated[float, typer.Option(help="seconds per Whisper window: 30, or 10 (2-3x cheaper for short "
+                                          "utterances; voice heads trained on it ship)")]
 MinTextQuality = Annotated[Optional[float], typer.Option(help="transcripts scoring below this (0..1) are shown "
                                                          "but not fused; default: the shipped threshold")]
 
 
 def _analyzer_options(modalities: str, asr_model: str, language: str | None, beam_size: int, fps: float,
                       max_duration: float, fusion: str | None, checkpoint: Path | None,
-                      min_text_quality: float | None) -> Any:
+                      min_text_quality: float | None, asr_window: float = 30.0) -> Any:
     from .pipeline import AnalyzerOptions
 
     return AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                            asr_model=asr_model, language=language, beam_size=beam_size, fps=fps,
                            max_duration=max_duration, fusion=fusion, checkpoint=str(checkpoint) if checkpoint else None,
-                           min_text_quality=min_text_quality)
+                           min_text_quality=min_text_quality, asr_window=asr_window)
 
 
 @app.command()
@@ -117,6 +119,7 @@ def analyze(
     fusion: Fusion = None,
     checkpoint: Checkpoint = None,
     min_text_quality: MinTextQuality = None,
+    asr_window: AsrWindow = 30.0,
 ) -> None:
     """Analyse recordings, images and text; print one result per input."""
     from .media import expand_inputs
@@ -131,7 +134,7 @@ def analyze(
         err.print("[red]nothing to analyse:[/] give files or folders, --text or --text-file")
         raise typer.Exit(2)
     opts = _analyzer_options(modalities, asr_model, language, beam_size, fps, max_duration, fusion, checkpoint,
-                             min_text_quality)
+                             min_text_quality, asr_window)
     out = _open_output(output) if output else sys.stdout  # a bad -o fails before the models load
     with err.status("loading models…"):
         analyzer = Analyzer(opts)
@@ -291,12 +294,13 @@ def batch(
     fusion: Fusion = None,
     checkpoint: Checkpoint = None,
     min_text_quality: MinTextQuality = None,
+    asr_window: AsrWindow = 30.0,
 ) -> None:
     """Analyse a collection into a folder of JSON Lines or Parquet rows; re-run the same command to resume."""
     from .batch import BatchOptions, run
 
     aopts = _analyzer_options(modalities, asr_model, language, beam_size, fps, max_duration, fusion, checkpoint,
-                              min_text_quality)
+                              min_text_quality, asr_window)
     bopts = BatchOptions(out=out, format=fmt.value, engine=engine.value, workers=workers, threads=threads,
                          address=address, chunk=chunk, retry_failed=retry_failed, timeout=timeout)
     err = _err_console()
@@ -542,6 +546,9 @@ def serve(
     asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
     language: Annotated[Optional[str], typer.Option(help="force the language (ISO code), else detect")] = None,
     fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
+    asr_window: Annotated[float, typer.Option(help="seconds per Whisper window, for uploads and WS /v1/live alike: "
+                                                   "30, or 10 for a server used mostly live (utterance events "
+                                                   "2-3x sooner)")] = 30.0,
 ) -> None:
     """Serve the analysis over HTTP: POST /v1/analyze (files or text), GET /v1/models, the OpenAPI schema at /docs."""
     from .errors import MissingComponentError
@@ -560,7 +567,7 @@ def serve(
                         max_files=max_files, concurrency=concurrency, queue=queue, timeout=timeout,
                         analyzer=AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                                                  asr_model=asr_model, language=language, fps=fps,
-                                                 max_duration=max_duration))
+                                                 max_duration=max_duration, asr_window=asr_window))
     run(opts)
 
 
@@ -572,6 +579,8 @@ def live(
     modalities: Annotated[str, typer.Option(help="comma-separated subset of voice,face,text")] = "voice,face,text",
     asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
     partials: Annotated[bool, typer.Option(help="print partial transcripts while someone speaks")] = True,
+    asr_window: Annotated[float, typer.Option(help="seconds per Whisper window: 10 (the live default: one "
+                                                   "utterance costs a third of a 30 s window) or 30")] = 10.0,
     mic: Annotated[Optional[str], typer.Option(help="a microphone as FORMAT:NAME (PyAV/FFmpeg input), e.g. "
                                                     "alsa:default, pulse:default, avfoundation::0")] = None,
     camera: Annotated[Optional[str], typer.Option(help="a camera as FORMAT:NAME, e.g. v4l2:/dev/video0, "
@@ -599,7 +608,8 @@ def live(
     for kind, spec in (("mic", mic), ("camera", camera)):
         if spec:
             open_device(spec, kind).close()  # so is a device that cannot be opened
-    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), asr_model=asr_model)
+    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), asr_model=asr_model,
+                           asr_window=asr_window)
     live_opts = LiveOptions(partials=partials)
     err = _err_console()
     with err.status("loading models…"):

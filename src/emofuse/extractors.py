@@ -14,7 +14,8 @@ trained on its features, so that the analysis refuses features computed another 
 * ``voice-whisper-base``, ``voice-whisper-tiny.en``: mean+std of the Whisper-encoder frames of the item's
   speech span (:func:`emofuse.features.voice.embed_clips`), clips of one speaker packed into shared 30 s
   windows as analysis sees utterances (:func:`speaker_order`); ``...-clip``: the same pooled over the whole
-  VAD-cut clip (a training view that makes heads tolerant of loose utterance boundaries).
+  VAD-cut clip (a training view that makes heads tolerant of loose utterance boundaries); ``...-w10``: the same
+  on 10 s windows (``ASROptions.window``), what the live mode computes (a 30 s head misreads those states).
 * ``voice-whisper-base-seq``: the same encoder states in 0.5 s chunks, ``[T, 512]``.
 * ``text-minilm-l6``, ``text-e5-small``: sentence embeddings of ``item.text``.
 * ``face-expert-probs``: the face expert's 7 probabilities of an image, or their mean over a video's frames
@@ -146,10 +147,8 @@ class Extractor:
         c = COMPONENTS.get(comp)
         if self.modality == "face" and self.config.expert != "fer-mini-xception":
             from .features import face_net
-            from .store import sha256_file
 
-            g = face_net.int8_path()  # the graph the analysis runs: int8 where current, else the fp32 weights
-            net = sha256_file(g or face_net.weights_path()) if face_net.weights_path().exists() else "missing"
+            net = face_net.identity()  # the graphs the analysis runs: int8 where current, else the fp32 weights
             return net if self.config.expert == "face-cnn" else f"{c.sha256 if c else None}+{net}"
         return c.sha256 if c else None
 
@@ -328,12 +327,15 @@ def _compute_text(model: Any, cfg: TextConfig, items: Sequence[Item]) -> list[An
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def _voice(asr: str, span: str = "speech") -> Extractor:
+def _voice(asr: str, span: str = "speech", window: float = 30.0) -> Extractor:
+    w = "" if window == 30.0 else f"-w{window:g}"
+    on = "" if window == 30.0 else f", on {window:g} s windows (ASROptions.window: the live mode)"
+    cfg = VoiceConfig(asr, span=span, window_s=window)
     if span == "clip":
-        return Extractor(f"voice-{asr}-clip", "voice", VoiceConfig(asr, span=span), _load_voice, _compute_voice,
-                         f"{asr} encoder states pooled over the whole VAD-cut clip (a training view)", analysis=False)
-    return Extractor(f"voice-{asr}", "voice", VoiceConfig(asr, span=span), _load_voice, _compute_voice,
-                     f"{asr} encoder states of the utterance, pooled (mean + std)")
+        return Extractor(f"voice-{asr}{w}-clip", "voice", cfg, _load_voice, _compute_voice,
+                         f"{asr} encoder states pooled over the whole VAD-cut clip{on} (a training view)", analysis=False)
+    return Extractor(f"voice-{asr}{w}", "voice", cfg, _load_voice, _compute_voice,
+                     f"{asr} encoder states of the utterance, pooled (mean + std){on}")
 
 
 def _text(name: str, enc: str, comp: str, what: str, prefix: str | None = None, analysis: bool = True) -> Extractor:
@@ -345,6 +347,7 @@ EXTRACTORS: Registry[Extractor] = Registry("extractor", {e.name: e for e in (
     _voice("whisper-tiny.en"),
     _voice("whisper-base", span="clip"),
     _voice("whisper-tiny.en", span="clip"),
+    *(_voice(asr, span, 10.0) for asr in ("whisper-base", "whisper-tiny.en") for span in ("speech", "clip")),
     _text("text-minilm-l6", "minilm-l6", "minilm-l6", "MiniLM-L6 sentence embedding of the transcript (English lines; "
           "the frozen encoder, a baseline: the analysis reads text-minilm-l6-emo)", analysis=False),
     _text("text-minilm-l6-emo", "minilm-l6-emo", "minilm-l6",

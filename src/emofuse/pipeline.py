@@ -49,6 +49,9 @@ class AnalyzerOptions:
     # transcripts scoring below this (emofuse.asr_quality, 0..1) are shown but not read by the text expert;
     # None = the shipped quality model's threshold
     min_text_quality: float | None = None
+    # seconds per Whisper window (ASROptions.window): 30 (Whisper's own) or 10, which the voice heads
+    # voice-<model>-w10 were trained on; 10 s makes a lone utterance 2-3x cheaper (the live mode's default)
+    asr_window: float = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.modalities, str) or not isinstance(self.modalities, (tuple, list)):
@@ -68,10 +71,20 @@ class AnalyzerOptions:
                 raise InputError(f"{name} must be an integer >= 1, not {v!r}")
         from .asr import ASROptions, check_language, check_model
 
-        ASROptions(min_quality=self.min_text_quality)  # the one place that checks it
+        ASROptions(min_quality=self.min_text_quality, window=self.asr_window)  # the one place that checks them
 
         if "voice" in self.modalities or "text" in self.modalities:
             check_model(self.asr_model)
+        if "voice" in self.modalities and self.asr_window != 30.0:
+            from .extractors import EXTRACTORS, for_analysis
+
+            known = {e.config.asr_model for e in EXTRACTORS.values() if e.modality == "voice"}
+            if self.asr_model in known and for_analysis("voice", asr_model=self.asr_model, span="speech",
+                                                        window_s=float(self.asr_window)) is None:
+                have = sorted({e.config.window_s for e in EXTRACTORS.values() if e.modality == "voice"
+                               and e.analysis and getattr(e.config, "asr_model", None) == self.asr_model})
+                raise InputError(f"no voice head was trained on {self.asr_window:g} s windows of {self.asr_model}: "
+                                 f"use --asr-window {' or '.join(f'{w:g}' for w in have)}, or leave voice out")
         if self.language is not None:
             check_language(self.language)
             if self.asr_model.endswith(".en") and self.language != "en":
@@ -104,14 +117,15 @@ class Analyzer:
         # The registered extractors that compute what this analysis computes (their names key the features a
         # fusion network is fed and the shipped heads); None where none matches (e.g. a user's own Whisper).
         self.sources: dict[str, str | None] = {
-            "voice": for_analysis("voice", asr_model=options.asr_model, span="speech"),
-            "voice-seq": for_analysis("voice", asr_model=options.asr_model, sequence=True),
+            "voice": for_analysis("voice", asr_model=options.asr_model, span="speech", window_s=float(options.asr_window)),
+            "voice-seq": for_analysis("voice", asr_model=options.asr_model, sequence=True,
+                                      window_s=float(options.asr_window)),
             "text-en": for_analysis("text", encoder=TEXT_ENCODERS["en"]),
             "text-other": for_analysis("text", encoder=TEXT_ENCODERS["other"])}
         # A rule, or a trained network whose inputs come from the features computed below (segment_fusion.pipeline_sources()).
         self.fuse: Any = segment_fusion.build(
             options.fusion or ("poe" if options.checkpoint is None else None), options.checkpoint,
-            segment_fusion.supplied_sources(options.modalities, options.asr_model))
+            segment_fusion.supplied_sources(options.modalities, options.asr_model, options.asr_window))
         self.fusion_notes: tuple[str, ...] = tuple(getattr(self.fuse, "notes", ()))
         self._asr: Any = None
         self._face: Any = None
@@ -153,7 +167,7 @@ class Analyzer:
             self._asr = WhisperASR(ASROptions(model=self.options.asr_model, language=self.options.language,
                                               beam_size=self.options.beam_size, threads=self.options.threads,
                                               streams=max(self.options.asr_streams, self.options.asr_streams_beside_faces),
-                                              min_quality=self.options.min_text_quality))
+                                              min_quality=self.options.min_text_quality, window=self.options.asr_window))
             if "voice" in self.options.modalities:
                 self._voice_head = self._find_voice_head()
         return self._asr

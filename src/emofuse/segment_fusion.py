@@ -224,12 +224,15 @@ def pipeline_sources() -> dict[str, str]:
     return {n: e.description for n, e in EXTRACTORS.items() if e.analysis}
 
 
-def supplied_sources(modalities: tuple[str, ...], asr_model: str) -> set[str]:
-    """The pipeline sources an analyzer with these options fills (voice ones need its ASR model)."""
+def supplied_sources(modalities: tuple[str, ...], asr_model: str, window: float = 30.0) -> set[str]:
+    """The pipeline sources an analyzer with these options fills (voice ones need its ASR model and window)."""
     from .extractors import EXTRACTORS
 
+    def fills(c: Any) -> bool:
+        return bool(c.asr_model == asr_model and getattr(c, "window_s", 30.0) == window)
+
     return {n for n in pipeline_sources() if EXTRACTORS[n].modality in modalities
-            and (EXTRACTORS[n].modality != "voice" or EXTRACTORS[n].config.asr_model == asr_model)}
+            and (EXTRACTORS[n].modality != "voice" or fills(EXTRACTORS[n].config))}
 
 
 def _modality(source: str, default: str) -> str:

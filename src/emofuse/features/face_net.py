@@ -160,13 +160,25 @@ class FaceNet:
 
 
 WEIGHTS = "face-cnn.safetensors"  # in the package's weights folder, when a trained network ships
-# its int8 graph (scripts/quantize_face.py; a sidecar .json names the weights it was made from): -0.1 point on
-# FER2013 PublicTest, 3x faster than the fp32 graph (benchmarks/face_fer2013.py)
-INT8 = "face-cnn.int8.onnx"
+# the networks the analysis averages (FaceOptions.expert "face-cnn"): the recipe of configs/face_cnn_fer2013*.toml
+# trained twice from different initialisations on the same carve (benchmarks/face_ensemble.py chose the mean)
+MEMBERS = (WEIGHTS,)
+# each member's int8 graph is <stem>.int8.onnx beside it (scripts/quantize_face.py; a sidecar .json names the
+# weights it was made from): -0.1 point on FER2013 PublicTest, 3x faster than the fp32 graph
 
 
 def weights_path() -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / WEIGHTS
+
+
+def member_paths() -> list[Path]:
+    """The shipped networks the analysis averages, the first being :func:`weights_path`."""
+    w = weights_path()
+    return [w] + [w.with_name(m) for m in MEMBERS[1:]]
+
+
+def int8_name(weights: Path) -> str:
+    return weights.name.removesuffix(".safetensors") + ".int8.onnx"
 
 
 def onnx_path(weights: Path | None = None) -> Path:
@@ -179,17 +191,19 @@ def onnx_path(weights: Path | None = None) -> Path:
 
 
 def setup(verbose: bool = True) -> dict[str, Any]:
-    """``emofuse setup``: export the shipped face network's graph once (needs torch); nothing to do when no
+    """``emofuse setup``: export the shipped face networks' graphs once (needs torch); nothing to do when no
     network ships in this build."""
-    w = weights_path()
-    if not w.exists():
+    if not weights_path().exists():
         return {"face-cnn": None}
-    dst = onnx_path(w)
-    if not dst.exists():
-        export_onnx(w, dst)
-        if verbose:
-            print(f"face network graph: {dst}")
-    return {"face-cnn": str(dst)}
+    out = []
+    for w in member_paths():
+        dst = onnx_path(w)
+        if not dst.exists():
+            export_onnx(w, dst)
+            if verbose:
+                print(f"face network graph: {dst}")
+        out.append(str(dst))
+    return {"face-cnn": out[0] if len(out) == 1 else out}
 
 
 def int8_path(weights: Path | None = None) -> Path | None:
@@ -198,7 +212,7 @@ def int8_path(weights: Path | None = None) -> Path | None:
     from ..store import sha256_file
 
     w = weights or weights_path()
-    g = w.with_name(INT8)
+    g = w.with_name(int8_name(w))
     side = g.with_suffix(".json")
     if not (g.exists() and side.exists() and w.exists()):
         return None
@@ -211,16 +225,45 @@ def graph_path(int8: bool = True, weights: Path | None = None) -> Path:
     return (int8_path(weights) if int8 else None) or onnx_path(weights)
 
 
-def load(threads: int = 2, weights: Path | None = None, int8: bool = True) -> FaceNet:
-    """The shipped (or ``weights``) face network on ONNX Runtime: its int8 graph when ``int8`` and one was made
-    from these weights, else the fp32 graph set-up exported."""
+def load(threads: int = 2, weights: Path | None = None, int8: bool = True) -> "FaceNet | FaceEnsemble":
+    """The shipped face networks (their mean, :class:`FaceEnsemble`, when several ship), or the one network
+    ``weights``, on ONNX Runtime: each its int8 graph when ``int8`` and one was made from these weights, else the
+    fp32 graph set-up exported."""
     from ..errors import MissingComponentError
 
-    w = weights or weights_path()
-    if not w.exists():
-        raise MissingComponentError(f"no face network at {w}: this build ships none; use FaceOptions(expert="
-                                    "'fer-mini-xception') or train one (configs/face_cnn_fer2013.toml)")
-    g = graph_path(int8, w)
-    if not g.exists():
-        raise MissingComponentError(f"the face network graph {g} is missing: run `emofuse setup` once")
-    return FaceNet(g, read_meta(w), threads)
+    ws = [weights] if weights is not None else member_paths()
+    nets = []
+    for w in ws:
+        if not w.exists():
+            raise MissingComponentError(f"no face network at {w}: this build ships none; use FaceOptions(expert="
+                                        "'fer-mini-xception') or train one (configs/face_cnn_fer2013.toml)")
+        g = graph_path(int8, w)
+        if not g.exists():
+            raise MissingComponentError(f"the face network graph {g} is missing: run `emofuse setup` once")
+        nets.append(FaceNet(g, read_meta(w), threads))
+    return nets[0] if len(nets) == 1 else FaceEnsemble(nets)
+
+
+class FaceEnsemble:
+    """The mean of several networks' calibrated probabilities (each mirror-averaged as it was selected)."""
+
+    def __init__(self, nets: list[FaceNet]) -> None:
+        self.nets = nets
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        """[n, 48, 48] uint8 -> [n, 7] probabilities in canonical EMOTIONS order."""
+        return np.mean([n.predict_proba(faces) for n in self.nets], axis=0)
+
+
+def identity(int8: bool = True) -> str:
+    """What the shipped face expert runs, as one string (the sha256 of each member's graph, or of its weights
+    where no current int8 graph ships): extractors key face features by it."""
+    from ..store import sha256_file
+
+    if not weights_path().exists():
+        return "missing"
+    parts = []
+    for w in member_paths():
+        g = int8_path(w) if int8 else None
+        parts.append(sha256_file(g or w) if (g or w).exists() else "missing")
+    return "+".join(parts)

@@ -64,12 +64,14 @@ def pool_frames(enc: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     return np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32)
 
 
-def encode_window(model: "WhisperModel", audio: np.ndarray) -> np.ndarray:
-    """Encoder output ``[T, d]`` of one window of 16 kHz audio, exactly as faster-whisper's transcription
-    computes it (log-mel of the audio, padded or trimmed to 3000 mel frames, then encoded): ``T = 1500``."""
+def encode_window(model: "WhisperModel", audio: np.ndarray, window_s: float = 30.0) -> np.ndarray:
+    """Encoder output ``[T, d]`` of one window of 16 kHz audio, exactly as the ASR computes it (log-mel of the
+    audio, padded or trimmed to the window's mel frames, then encoded): ``T = 1500`` for a 30 s window, 500 for
+    a 10 s one (``ASROptions.window``)."""
     from faster_whisper.audio import pad_or_trim
 
-    feats = pad_or_trim(model.feature_extractor(np.asarray(audio, dtype=np.float32)))
+    frames = int(round(window_s * 100))
+    feats = pad_or_trim(model.feature_extractor(np.asarray(audio, dtype=np.float32))[:, :frames], frames)
     return np.array(model.encode(feats))[0]
 
 
@@ -144,7 +146,7 @@ def encode_clips(model: "WhisperModel", clips: Sequence[np.ndarray], window_s: f
         for (i, _), s in zip(window, starts):
             piece = clips[i][: max(0, end - s)]
             audio[s: s + len(piece)] = piece
-        enc = encode_window(model, audio)
+        enc = encode_window(model, audio, window_s)
         for (i, _), s in zip(window, starts):
             yield i, enc, s / SAMPLE_RATE, end / SAMPLE_RATE
 

@@ -71,6 +71,10 @@ class FaceCNNOptions:
     # a saved face network to start from (a warm restart: its weights, a fresh schedule); it must have been
     # trained with this run's selection part (same seed, val_fraction and data), which is checked
     init_from: str = ""
+    # the seed of the network's initialisation, batch order, augmentation and dropout; -1: the run's seed. The carve
+    # of the selection part always follows the run's seed, so networks that differ only here can be ensembled and
+    # the ensemble judged on the part none of them trained on
+    train_seed: int = -1
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size", "checkpoint_every", "threads"):
@@ -209,7 +213,8 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
 
     Xf, yf = arrays(fit)
     Xs, ys = arrays(sel)
-    torch.manual_seed(cfg.seed)
+    seed = cfg.seed if opts.train_seed < 0 else opts.train_seed
+    torch.manual_seed(seed)
     model = face_cnn(torch, opts.width, opts.dropout).to(memory_format=torch.channels_last)
     counts = np.bincount(yf, minlength=len(ORDER))
     weight = torch.tensor((len(yf) / (len(ORDER) * np.maximum(counts, 1))) ** opts.class_weight_power, dtype=torch.float32)
@@ -267,13 +272,13 @@ def run_face_cnn(cfg: Any, opts: FaceCNNOptions, save: str | Path | None = None,
     t_start = time.perf_counter() - st.seconds
     seen = 0
     while st.epoch < opts.epochs:
-        order = np.random.default_rng([cfg.seed, 7, st.epoch]).permutation(len(yf))
+        order = np.random.default_rng([seed, 7, st.epoch]).permutation(len(yf))
         model.train()
         t0, done = time.perf_counter(), 0
         for b in range(st.step, steps_per_epoch):
             idx = order[b * opts.batch_size:(b + 1) * opts.batch_size]
-            torch.manual_seed(cfg.seed * 1_000_003 + st.global_step)  # dropout: the same on a resumed run
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + st.global_step)
+            torch.manual_seed(seed * 1_000_003 + st.global_step)  # dropout: the same on a resumed run
+            gen = torch.Generator().manual_seed(seed * 1_000_033 + st.global_step)
             x = augment(torch, scaled(torch, Xf[idx]), opts, gen).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opts.precision == "bf16"):
                 z = model(x)
