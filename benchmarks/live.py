@@ -79,12 +79,14 @@ def stream_media(minutes: float, fps: float) -> tuple[bytes, list[tuple[float, b
     return pcm, frames
 
 
-async def run_stream(url: str, pcm: bytes, frames: list[tuple[float, bytes]], partials: bool) -> dict[str, object]:
+async def run_stream(url: str, pcm: bytes, frames: list[tuple[float, bytes]], partials: bool,
+                     asr_window: float) -> dict[str, object]:
     import websockets
 
     utt, face, end, work = [], [], {}, []
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "pcm16", "partials": partials}))
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "pcm16", "partials": partials,
+                                  "asr_window": asr_window}))
         assert json.loads(await ws.recv())["type"] == "ready"
         t0 = time.monotonic()
         sent_frame: dict[float, float] = {}
@@ -121,7 +123,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--asr-model", default="whisper-base")
-    ap.add_argument("--asr-window", type=float, default=10.0, help="seconds per Whisper window (the server's --asr-window)")
+    ap.add_argument("--asr-window", type=float, default=10.0, help="seconds per Whisper window, asked for in the start message (the live default: 10)")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--no-partials", action="store_true", help="ask the server for no partial transcripts")
     a = ap.parse_args()
@@ -130,9 +132,9 @@ def main() -> int:
         return 2
     pcm, frames = stream_media(a.minutes, a.fps)
     port = free_port()
-    server = start_server(port, "--asr-model", a.asr_model, "--asr-window", str(a.asr_window))
+    server = start_server(port, "--asr-model", a.asr_model)
     try:
-        r = asyncio.run(run_stream(f"ws://127.0.0.1:{port}/v1/live", pcm, frames, not a.no_partials))
+        r = asyncio.run(run_stream(f"ws://127.0.0.1:{port}/v1/live", pcm, frames, not a.no_partials, a.asr_window))
     finally:
         server.terminate()
         server.wait(10)

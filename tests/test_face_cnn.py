@@ -165,10 +165,11 @@ def test_the_shipped_network_runs_its_int8_graph_made_from_its_own_weights() -> 
 
     if not face_net.weights_path().exists():
         pytest.skip("this build ships no face network")
-    g = face_net.int8_path()
-    assert g is not None and face_net.graph_path() == g  # current: made from these very weights
-    meta = face_net.read_meta(face_net.weights_path())
-    assert meta["test"]["WA"] > 0.6 and meta["order"] == list(face_net.ORDER)
+    for w in face_net.member_paths():
+        g = face_net.int8_path(w)
+        assert g is not None and face_net.graph_path(True, w) == g  # current: made from these very weights
+        meta = face_net.read_meta(w)
+        assert meta["test"]["WA"] > 0.6 and meta["order"] == list(face_net.ORDER)
     import cv2
 
     from conftest import MEDIA
@@ -177,3 +178,31 @@ def test_the_shipped_network_runs_its_int8_graph_made_from_its_own_weights() -> 
     faces = np.stack([face, face[:, ::-1], np.full((48, 48), 128, np.uint8)])
     q, f = face_net.load(threads=1).predict_proba(faces), face_net.load(threads=1, int8=False).predict_proba(faces)
     assert np.abs(q - f).max() < 0.1 and (q.argmax(1) == f.argmax(1))[:2].all()
+    # several shipped members: the analysis reads the mean of their calibrated probabilities
+    nets = [face_net.load(threads=1, weights=w) for w in face_net.member_paths()]
+    ens = face_net.load(threads=1)
+    if len(nets) > 1:
+        assert isinstance(ens, face_net.FaceEnsemble)
+        np.testing.assert_allclose(ens.predict_proba(faces), np.mean([n.predict_proba(faces) for n in nets], axis=0))
+
+
+def test_an_ensemble_is_the_mean_of_its_members_and_a_missing_member_is_named(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from emofuse.errors import MissingComponentError
+    from emofuse.features import face_net
+
+    class Net:
+        def __init__(self, p: np.ndarray) -> None:
+            self.p = p
+
+        def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+            return np.tile(self.p, (len(faces), 1))
+
+    a, b = np.eye(7)[0], np.eye(7)[3]
+    out = face_net.FaceEnsemble([Net(a), Net(b)]).predict_proba(np.zeros((2, 48, 48), np.uint8))  # type: ignore[list-item]
+    np.testing.assert_allclose(out, np.tile((a + b) / 2, (2, 1)))
+    monkeypatch.setattr(face_net, "weights_path", lambda: tmp_path / "face-cnn.safetensors")
+    monkeypatch.setattr(face_net, "MEMBERS", ("face-cnn.safetensors", "face-cnn-b.safetensors"))
+    assert [p.name for p in face_net.member_paths()] == ["face-cnn.safetensors", "face-cnn-b.safetensors"]
+    assert face_net.int8_name(tmp_path / "face-cnn-b.safetensors") == "face-cnn-b.int8.onnx"
+    with pytest.raises(MissingComponentError, match="no face network at"):
+        face_net.load()

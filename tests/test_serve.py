@@ -289,13 +289,16 @@ def test_live_bad_messages_close_only_their_stream(serve: Any, media: Path) -> N
                              (json.dumps({"type": "start", "sample_rate": 4000}), None, "sample_rate must be"),
                              (json.dumps({"type": "start", "modalities": ["smell"]}), None, "modalities must be"),
                              (json.dumps({"type": "start", "partials": "yes"}), None, "partials must be"),
+                             (json.dumps({"type": "start", "asr_window": 2}), None, "asr_window must be"),
+                             (json.dumps({"type": "start", "asr_window": 20}), None, "no voice head was trained"),
                              (json.dumps({"type": "start"}), b"\x07abc", "must start with 0x01"),
                              (json.dumps({"type": "start"}), b"\x01abc", "not whole 16-bit samples"),
                              (json.dumps({"type": "start"}), b"\x02not a jpeg", "not a JPEG"),
                              (json.dumps({"type": "start"}), "pause", "must be {\"type\": \"stop\"}")):
         with connect(url) as good, connect(url) as bad:
             good.send(json.dumps({"type": "start"}))
-            assert json.loads(good.recv(timeout=30))["type"] == "ready"
+            ready = json.loads(good.recv(timeout=30))
+            assert ready["type"] == "ready" and ready["asr_window"] == 10.0  # the live default
             bad.send(first)
             if then is not None:
                 assert json.loads(bad.recv(timeout=30))["type"] == "ready"
@@ -342,8 +345,11 @@ def test_live_capture_from_devices(analyzer: Any, media: Path) -> None:
 
 
 def test_live_cli_names_its_sources() -> None:
+    from conftest import MEDIA
+
     for args, msg in ((["live"], "either --from FILE"), (["live", "--mic", "default"], "FORMAT:NAME"),
-                      (["live", "--from", "x.wav", "--mic", "alsa:default"], "either --from FILE")):
+                      (["live", "--from", "x.wav", "--mic", "alsa:default"], "either --from FILE"),
+                      (["live", "--from", str(MEDIA / "beckett.wav"), "--asr-window", "20"], "--asr-window 10 or 30")):
         r = subprocess.run([sys.executable, "-c", "from emofuse.cli import app; app()", *args],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)

@@ -296,16 +296,17 @@ class WhisperASR:
         """Transcripts scoring below this are unreliable (ASROptions.min_quality, else the quality model's)."""
         return float(self.options.min_quality if self.options.min_quality is not None else self.quality.threshold)
 
-    def speech_chunks(self, audio: np.ndarray) -> list[dict[str, int]]:
+    def speech_chunks(self, audio: np.ndarray, window: float | None = None) -> list[dict[str, int]]:
         """Speech ``{"start", "end"}`` in samples (Silero VAD; each at most MAX_CHUNK_S + its pads)."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if not self.options.vad:
             return [{"start": 0, "end": len(audio)}] if len(audio) else []
         return get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=self.options.min_silence_ms,
-                                                       max_speech_duration_s=min(MAX_CHUNK_S, self.options.window - 2)))
+                                                       max_speech_duration_s=min(MAX_CHUNK_S, (window or self.options.window) - 2)))
 
-    def _decode_options(self, speech_seconds: float, tokenizer: Any, tokens_per_second: float | None = None) -> Any:
+    def _decode_options(self, speech_seconds: float, tokenizer: Any, tokens_per_second: float | None = None,
+                        window: float = WINDOW_S) -> Any:
         """faster-whisper's TranscriptionOptions for one window, with the budget of ASROptions."""
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
@@ -313,7 +314,7 @@ class WhisperASR:
         cap = None
         tps = tokens_per_second or o.tokens_per_second
         if tps is not None:  # as max_new_tokens: CTranslate2 reaches (prompt + cap) // 2 tokens
-            want = 8 + tps * min(o.window, speech_seconds)
+            want = 8 + tps * min(window, speech_seconds)
             prompt = len(tokenizer.sot_sequence)
             cap = int(min(MODEL_MAX_LENGTH - prompt, 2 * want + 1 - prompt))
         suppress = get_suppressed_tokens(tokenizer, [-1])
@@ -328,22 +329,27 @@ class WhisperASR:
             append_punctuations="\"'.。,，!！?？:：”)]}、", multilingual=False, max_new_tokens=cap,
             clip_timestamps=[0.0], hallucination_silence_threshold=None, hotwords=None)
 
-    def transcribe(self, audio: np.ndarray, on_progress: Callable[[float], None] | None = None) -> list[Utterance]:
+    def transcribe(self, audio: np.ndarray, on_progress: Callable[[float], None] | None = None,
+                   window: float | None = None) -> list[Utterance]:
         """Utterances of ``audio`` (empty when VAD finds no speech)."""
-        return self.transcribe_many([audio], on_progress)[0]
+        return self.transcribe_many([audio], on_progress, window=window)[0]
 
     def transcribe_many(self, audios: Sequence[np.ndarray], on_progress: Callable[[float], None] | None = None,
-                        streams: int | None = None) -> list[list[Utterance]]:
+                        streams: int | None = None, window: float | None = None) -> list[list[Utterance]]:
         """Utterances of each input. The inputs' speech (VAD chunks) is packed into shared 30 s windows, so
         that a short input costs its length rather than a whole window; each window is encoded once, and
         that one encoder pass serves language detection, decoding and the voice embeddings. Speech without
         a reliable transcript becomes VAD utterances, so voice (and face) still get per-utterance answers.
-        ``streams``: windows decoded at once in this call (at most ``options.streams``; default all of them)."""
+        ``streams``: windows decoded at once in this call (at most ``options.streams``; default all of them);
+        ``window``: seconds per window for this call (default ``options.window``; the live mode's utterances)."""
         streams = min(streams or self.options.streams, self.options.streams)
-        chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a))] for a in audios]
+        win = float(window or self.options.window)
+        if not 5 <= win <= WINDOW_S:
+            raise InputError(f"the ASR window must be a number of seconds from 5 to {WINDOW_S:g}, not {window!r}")
+        chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a), win)] for a in audios]
 
         def plan(cs: Sequence[Sequence[tuple[int, int]]]) -> list[list[_Part]]:  # 2 x 160: the mel frames' hop
-            return plan_windows(cs, int(self.options.window * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
+            return plan_windows(cs, int(win * SAMPLE_RATE) - 2 * 160, int(INPUT_GAP_S * SAMPLE_RATE))
 
         windows = plan(chunks)
         out: list[list[Utterance]] = [[] for _ in audios]
@@ -352,7 +358,7 @@ class WhisperASR:
         def budget(parts: list[_Part]) -> float | None:
             return self.options.shaky_tokens_per_second if {p.input for p in parts} <= shaky else None
 
-        for k, result in enumerate(self._decode_all(audios, windows, budget, streams)):
+        for k, result in enumerate(self._decode_all(audios, windows, budget, streams, win)):
             for i, utts in result.items():
                 out[i].extend(utts)
                 if any(u.reliable for u in utts):
@@ -367,33 +373,34 @@ class WhisperASR:
         retry = [i for i in sorted(shared) if not any(u.source == "asr" for u in out[i])]
         if retry:
             again = plan([chunks[i] if i in retry else [] for i in range(len(audios))])
-            for result in self._decode_all(audios, again, lambda parts: None, streams):
+            for result in self._decode_all(audios, again, lambda parts: None, streams, win):
                 for i, utts in result.items():
                     if any(u.source == "asr" for u in utts):
                         out[i] = utts
         return [sorted(u, key=lambda x: x.start) for u in out]
 
     def _decode_all(self, audios: Sequence[np.ndarray], windows: list[list[_Part]],
-                    budget: Callable[[list[_Part]], float | None], streams: int) -> Iterator[dict[int, list[Utterance]]]:
+                    budget: Callable[[list[_Part]], float | None], streams: int,
+                    window: float = WINDOW_S) -> Iterator[dict[int, list[Utterance]]]:
         """Each window's utterances per input, in window order, decoding up to ``streams`` windows at once.
         ``budget(parts)`` gives a window's token cap when it is submitted; window k is submitted once the
         caller has consumed window k - streams, so the caps (and transcripts) do not depend on timing."""
         n = streams
         if n == 1 or len(windows) == 1:
             for parts in windows:
-                yield self._window(audios, parts, budget(parts))
+                yield self._window(audios, parts, budget(parts), window)
             return
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofuse-asr") as pool:
             pending: deque[Future[dict[int, list[Utterance]]]] = deque()
             for parts in windows:
                 if len(pending) == n:
                     yield pending.popleft().result()
-                pending.append(pool.submit(self._window, audios, parts, budget(parts)))
+                pending.append(pool.submit(self._window, audios, parts, budget(parts), window))
             while pending:
                 yield pending.popleft().result()
 
     def _window(self, audios: Sequence[np.ndarray], parts: list[_Part],
-                tokens_per_second: float | None = None) -> dict[int, list[Utterance]]:
+                tokens_per_second: float | None = None, window: float = WINDOW_S) -> dict[int, list[Utterance]]:
         """Decode one window of packed speech (``tokens_per_second``: a cap other than the options'); the
         utterances per input, in original time."""
         import ctranslate2
@@ -407,7 +414,7 @@ class WhisperASR:
             audio[p.offset: p.stop] = audios[p.input][p.start: p.end]
         features = self.model.feature_extractor(audio)
         # the window exactly as generate_segments slices it (it drops the last mel frame)
-        frames = int(round(self.options.window * 100))  # mel frames of the (padded) window
+        frames = int(round(window * 100))  # mel frames of the (padded) window
         enc_sv = self.model.encode(pad_or_trim(features[:, : min(frames, features.shape[-1] - 1)], frames))
         enc = np.asarray(enc_sv)[0]
         language, lang_p = self.options.language, 1.0
@@ -420,7 +427,7 @@ class WhisperASR:
         speech_s = sum(p.end - p.start for p in parts) / SAMPLE_RATE
         # word timestamps (one alignment pass, ~5 % of a window): where several inputs share the window a segment
         # is split at their boundaries, and each segment's word probabilities are its own confidence
-        opts = self._decode_options(speech_s, tokenizer, tokens_per_second=tokens_per_second)
+        opts = self._decode_options(speech_s, tokenizer, tokens_per_second=tokens_per_second, window=window)
         # Temperature fallback samples; a fixed seed per window makes transcripts reproducible run to run.
         ctranslate2.set_random_seed(0)
         segments = []

@@ -546,9 +546,9 @@ def serve(
     asr_model: Annotated[str, typer.Option(help="whisper-base, whisper-tiny.en or a CTranslate2 Whisper dir")] = "whisper-base",
     language: Annotated[Optional[str], typer.Option(help="force the language (ISO code), else detect")] = None,
     fps: Annotated[float, typer.Option(help="video frames per second sampled for faces")] = 5.0,
-    asr_window: Annotated[float, typer.Option(help="seconds per Whisper window, for uploads and WS /v1/live alike: "
-                                                   "30, or 10 for a server used mostly live (utterance events "
-                                                   "2-3x sooner)")] = 30.0,
+    asr_window: Annotated[float, typer.Option(help="seconds per Whisper window for uploads: 30, or 10 (2-3x cheaper "
+                                                   "for short clips); WS /v1/live uses 10 unless its start message "
+                                                   "asks for 30")] = 30.0,
 ) -> None:
     """Serve the analysis over HTTP: POST /v1/analyze (files or text), GET /v1/models, the OpenAPI schema at /docs."""
     from .errors import MissingComponentError
@@ -608,9 +608,12 @@ def live(
     for kind, spec in (("mic", mic), ("camera", camera)):
         if spec:
             open_device(spec, kind).close()  # so is a device that cannot be opened
-    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), asr_model=asr_model,
-                           asr_window=asr_window)
-    live_opts = LiveOptions(partials=partials)
+    opts = AnalyzerOptions(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), asr_model=asr_model)
+    live_opts = LiveOptions(partials=partials, asr_window=asr_window)
+    if "voice" in opts.modalities:
+        from .pipeline import check_window
+
+        check_window(asr_model, asr_window)  # before the models load
     err = _err_console()
     with err.status("loading models…"):
         analyzer = Analyzer(opts)

@@ -56,6 +56,10 @@ class LiveOptions:
     partial_every: float = 1.0  # s between partial transcripts of the open utterance
     max_fps: float = 10.0  # face frames processed per second at most
     vad_every: float = 0.1  # s of new audio between two voice-activity checks
+    # seconds per Whisper window for the utterances and partials: a lone 3 s utterance padded to 10 s instead of 30
+    # costs a third of the encoder (benchmarks/live.py: utterance events 2-3x sooner), read by the voice head
+    # trained on 10 s windows; a few points weaker than 30 s (weights/voice.md). None: the analyzer's own window
+    asr_window: float | None = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or \
@@ -67,6 +71,9 @@ class LiveOptions:
                 raise InputError(f"{name} must be a positive number, not {v!r}")
         if not 0 <= self.pad <= 1:
             raise InputError(f"pad must be between 0 and 1 s, not {self.pad!r}")
+        if self.asr_window is not None and (isinstance(self.asr_window, bool) or
+                                            not isinstance(self.asr_window, (int, float)) or not 5 <= self.asr_window <= 30):
+            raise InputError(f"asr_window must be a number of seconds from 5 to 30, not {self.asr_window!r}")
         if self.max_utterance < 1:
             raise InputError(f"max_utterance must be at least 1 s, not {self.max_utterance!r}")
 
@@ -87,8 +94,17 @@ class LiveSession:
     """One stream's state; see the module docstring for the events."""
 
     def __init__(self, engine: LiveEngine, options: LiveOptions = LiveOptions()) -> None:
+        from .pipeline import check_window
+        from .segment_fusion import NetworkFusion
+
         self.engine, self.options = engine, options
         self.modalities = engine.analyzer.options.modalities
+        aopts = engine.analyzer.options
+        # a fusion network was trained on the features of the analyzer's own window: it keeps that one
+        self.asr_window = aopts.asr_window if options.asr_window is None or \
+            isinstance(engine.analyzer.fuse, NetworkFusion) else float(options.asr_window)
+        if "voice" in self.modalities:
+            check_window(aopts.asr_model, self.asr_window)
         self._lock = threading.Lock()  # guards the audio buffer between push_audio and step
         self._buf = np.zeros(0, np.float32)  # the open audio (16 kHz)
         self._buf_start = 0  # its first sample's index on the stream clock
@@ -235,7 +251,7 @@ class LiveSession:
                   if offset <= t <= (start + e) / SAMPLE_RATE and ob is not None]
         with self.engine.speech_lock:
             r = self.engine.analyzer.analyze_samples(buf[s:e], [t for t, _ in frames], [ob for _, ob in frames],
-                                                     name="<live>")
+                                                     name="<live>", asr_window=self.asr_window)
         spent = time.perf_counter() - t0
         self._trim(start, speech_end)
         self._checked = 0  # the rest of the buffer may hold another whole utterance: look again at once
@@ -261,7 +277,7 @@ class LiveSession:
             return []  # another stream's utterance is being analysed: it goes first
         try:
             t0 = time.perf_counter()
-            utts = self.engine.analyzer._load_asr().transcribe(buf[first:])
+            utts = self.engine.analyzer._load_asr().transcribe(buf[first:], window=self.asr_window)
         finally:
             self.engine.speech_lock.release()
         self._last_partial = time.monotonic()

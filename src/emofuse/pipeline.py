@@ -75,21 +75,36 @@ class AnalyzerOptions:
 
         if "voice" in self.modalities or "text" in self.modalities:
             check_model(self.asr_model)
-        if "voice" in self.modalities and self.asr_window != 30.0:
-            from .extractors import EXTRACTORS, for_analysis
-
-            known = {e.config.asr_model for e in EXTRACTORS.values() if e.modality == "voice"}
-            if self.asr_model in known and for_analysis("voice", asr_model=self.asr_model, span="speech",
-                                                        window_s=float(self.asr_window)) is None:
-                have = sorted({e.config.window_s for e in EXTRACTORS.values() if e.modality == "voice"
-                               and e.analysis and getattr(e.config, "asr_model", None) == self.asr_model})
-                raise InputError(f"no voice head was trained on {self.asr_window:g} s windows of {self.asr_model}: "
-                                 f"use --asr-window {' or '.join(f'{w:g}' for w in have)}, or leave voice out")
+        if "voice" in self.modalities:
+            check_window(self.asr_model, self.asr_window)
         if self.language is not None:
             check_language(self.language)
             if self.asr_model.endswith(".en") and self.language != "en":
                 raise InputError(f"--asr-model {self.asr_model} is English-only, so --language {self.language} cannot be "
                                  "honoured; use whisper-base for other languages, or leave --language out")
+
+
+def voice_source(asr_model: str, window: float = 30.0) -> str | None:
+    """The registered extractor the analysis computes for the voice with this ASR model and window (its shipped
+    head is named after it), or None (a user's own Whisper)."""
+    from .extractors import for_analysis
+
+    return for_analysis("voice", asr_model=asr_model, span="speech", window_s=float(window))
+
+
+def check_window(asr_model: str, window: float) -> None:
+    """InputError unless a voice head was trained on ``window`` s windows of ``asr_model`` (a user's own Whisper
+    has none on any window: its voice is noted absent per input)."""
+    from .extractors import EXTRACTORS
+
+    if window == 30.0:
+        return
+    known = {e.config.asr_model for e in EXTRACTORS.values() if e.modality == "voice"}
+    if asr_model in known and voice_source(asr_model, window) is None:
+        have = sorted({e.config.window_s for e in EXTRACTORS.values() if e.modality == "voice"
+                       and e.analysis and getattr(e.config, "asr_model", None) == asr_model})
+        raise InputError(f"no voice head was trained on {window:g} s windows of {asr_model}: "
+                         f"use --asr-window {' or '.join(f'{w:g}' for w in have)}, or leave voice out")
 
 
 # The text encoder per script (emofuse.features.text.ENCODERS); the shipped head of each reads its extractor.
@@ -117,7 +132,7 @@ class Analyzer:
         # The registered extractors that compute what this analysis computes (their names key the features a
         # fusion network is fed and the shipped heads); None where none matches (e.g. a user's own Whisper).
         self.sources: dict[str, str | None] = {
-            "voice": for_analysis("voice", asr_model=options.asr_model, span="speech", window_s=float(options.asr_window)),
+            "voice": voice_source(options.asr_model, options.asr_window),
             "voice-seq": for_analysis("voice", asr_model=options.asr_model, sequence=True,
                                       window_s=float(options.asr_window)),
             "text-en": for_analysis("text", encoder=TEXT_ENCODERS["en"]),
@@ -129,7 +144,7 @@ class Analyzer:
         self.fusion_notes: tuple[str, ...] = tuple(getattr(self.fuse, "notes", ()))
         self._asr: Any = None
         self._face: Any = None
-        self._voice_head: LinearHead | None = None
+        self._voice_heads: dict[float, LinearHead | None] = {}  # by ASR window (the live mode asks for its own)
         self._text: dict[str, tuple[Any, LinearHead]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emofuse")
         # Faces run beside ASR at the lowest CPU priority, so that they fill the cycles ASR leaves idle
@@ -169,14 +184,17 @@ class Analyzer:
                                               streams=max(self.options.asr_streams, self.options.asr_streams_beside_faces),
                                               min_quality=self.options.min_text_quality, window=self.options.asr_window))
             if "voice" in self.options.modalities:
-                self._voice_head = self._find_voice_head()
+                self.voice_head(self.options.asr_window)
         return self._asr
 
-    def _find_voice_head(self) -> LinearHead | None:
-        src = self.sources["voice"]
-        if src is None:
-            return None  # a user's own Whisper: no head was trained on its encoder (noted per input)
-        return _checked(shipped_head(src), src)  # a shipped head is named after the extractor it reads
+    def voice_head(self, window: float) -> LinearHead | None:
+        """The shipped head for this analyzer's ASR model on ``window`` s windows (loaded once), or None for a
+        user's own Whisper: no head was trained on its encoder (noted per input)."""
+        if window not in self._voice_heads:
+            src = voice_source(self.options.asr_model, window)
+            # a shipped head is named after the extractor it reads
+            self._voice_heads[window] = None if src is None else _checked(shipped_head(src), src)
+        return self._voice_heads[window]
 
     def _load_face(self) -> Any:
         if self._face is None:
@@ -237,10 +255,12 @@ class Analyzer:
                               {"total": time.perf_counter() - t0})
 
     def analyze_samples(self, audio: np.ndarray, face_times: Sequence[float] = (), face_obs: Sequence[Any] = (),
-                        name: str = "<samples>") -> AnalysisResult:
+                        name: str = "<samples>", asr_window: float | None = None) -> AnalysisResult:
         """Analyse audio already in memory (16 kHz mono float, e.g. a live utterance) with the face observations
         of frames seen meanwhile (``FaceAnalyzer.analyze_frames``; times in seconds from the audio's start):
-        the same stages and segments as a file. Raises InputError on audio that cannot be used."""
+        the same stages and segments as a file. ``asr_window``: seconds per Whisper window for this call
+        (default the options'; the live mode's 10 s), its voice head read with it. Raises InputError on audio
+        that cannot be used."""
         a = np.asarray(audio)
         if a.ndim != 1 or not len(a) or a.dtype.kind != "f" or not np.isfinite(a).all():
             raise InputError(f"{name}: audio must be a non-empty 1-D float array of 16 kHz samples with finite values, "
@@ -250,6 +270,10 @@ class Analyzer:
         faces = "face" in self.options.modalities and len(face_obs) > 0
         p = Probe(Path(name), "video" if faces else "audio", len(a) / SAMPLE_RATE, True, faces)
         w = _Pending(p, time.perf_counter())
+        if asr_window is not None and asr_window != self.options.asr_window:
+            if "voice" in self.options.modalities:
+                check_window(self.options.asr_model, asr_window)
+            w.window = float(asr_window)
         w.audio = a.astype(np.float32, copy=False)
         if faces:
             done: Future[tuple[list[float], list[Any], list[str], float]] = Future()
@@ -443,7 +467,8 @@ class Analyzer:
         # take them from it (benchmarks/pipeline.py --streams-beside-faces measures both)
         faces = any(w.face is not None and not w.face.done() for w in group)
         streams = self.options.asr_streams_beside_faces if faces else None
-        utts = self._load_asr().transcribe_many([w.audio for w in todo], on_progress, streams)  # type: ignore[misc]
+        window = todo[0].window  # a group shares its windows: one length (analyze_samples groups one input)
+        utts = self._load_asr().transcribe_many([w.audio for w in todo], on_progress, streams, window)  # type: ignore[misc]
         spent = time.perf_counter() - t
         total = sum(len(w.audio) for w in todo) or 1  # type: ignore[arg-type]
         for w, u in zip(todo, utts):
@@ -489,15 +514,17 @@ class Analyzer:
 
         t = time.perf_counter()
         voice_outs: list[ExpertOutput | None] = [None] * len(utts)
+        window = w.window or self.options.asr_window
+        head = self.voice_head(window) if "voice" in mods else None
         if "voice" in mods and utts:
-            if self._voice_head is None:
+            if head is None:
                 notes.append(f"voice is absent: no voice head for ASR model {self.options.asr_model!r} (the shipped "
                              "heads read whisper-base or whisper-tiny.en encoder states)")
             else:
                 X = np.stack([u.embedding for u in utts])
                 # the speech seconds go with each answer: the poe fusion rule weighs a short utterance less
                 voice_outs = [replace(o, extra=dict(o.extra, seconds=round(u.end - u.start, 3)))
-                              for o, u in zip(self._voice_head.predict(X), utts)]
+                              for o, u in zip(head.predict(X), utts)]
         timings["voice"] = time.perf_counter() - t
         t = time.perf_counter()
         text_outs: list[ExpertOutput | None] = [None] * len(utts)
@@ -520,7 +547,7 @@ class Analyzer:
         if silent and ("text" in mods or "voice" in mods):
             notes.append(f"{silent} stretch(es) of speech without a transcript: their segments come from voice "
                          "activity detection and carry voice (and face) only")
-        if "voice" in mods:
+        if "voice" in mods and window == self.options.asr_window:  # a network was trained on the options' window
             pooled, seq = self.sources["voice"], self.sources["voice-seq"]
             for f, u in zip(feats, utts):
                 if u.embedding is not None and pooled:
@@ -609,6 +636,7 @@ class _Pending:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     error: AnalysisError | None = None  # ASR failed for this input
+    window: float | None = None  # seconds per ASR window, when not the options' (analyze_samples)
 
 
 def _error(source: str | Path, e: BaseException) -> AnalysisError:
