@@ -130,6 +130,7 @@ def test_a_paused_run_resumes_to_the_same_weights_and_exports(tmp_path: Path, da
     from emofuse.features import face as ff
     from emofuse.features import face_net
 
+    monkeypatch.setattr(face_net, "MEMBERS", (face_net.WEIGHTS,))  # one network here
     monkeypatch.setattr(face_net, "weights_path", lambda: tmp_path / "none.safetensors")
     with pytest.raises(MissingComponentError, match="ships none"):
         ff.FaceAnalyzer(ff.FaceOptions(expert="face-cnn"))

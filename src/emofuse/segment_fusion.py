@@ -165,8 +165,8 @@ def poe_rule(params: Mapping[str, Any] | None = None, use_priors: bool = True, u
 
 # The shipped expert files whose answers the poe parameters were fitted on (the voice one: the shipped head of
 # the recipe the fit's held-out-corpus heads followed); a file changed since makes its temper and prior stale.
-POE_EXPERTS = ("face-cnn.int8.onnx", "text-minilm-l6-emo.safetensors", "text-e5-small.safetensors",
-               "voice-whisper-base.safetensors")
+POE_EXPERTS = ("face-cnn.int8.onnx", "face-cnn-b.int8.onnx", "text-minilm-l6-emo.safetensors",
+               "text-e5-small.safetensors", "voice-whisper-base.safetensors")
 
 
 def expert_hashes() -> dict[str, str]:

