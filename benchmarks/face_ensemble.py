@@ -64,11 +64,6 @@ def logits(net, x: np.ndarray, shifts: bool) -> np.ndarray:  # type: ignore[no-u
     return np.concatenate(outs)
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def figures(y: np.ndarray, p: np.ndarray) -> str:
     from emofuse.features.face_net import ORDER
     from emofuse.training.metrics import classification_metrics, expected_calibration_error
@@ -87,6 +82,7 @@ def main() -> int:
     a = ap.parse_args()
     if not (a.data / "faces").is_dir():
         ap.error(f"needs FER2013 under {a.data / 'faces'} (--data)")
+    from emofuse.experts import softmax
     from emofuse.features import face_net
     from emofuse.training.linear import fit_temperature
 

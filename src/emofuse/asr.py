@@ -109,6 +109,14 @@ def to_simplified(text: str) -> str:
 
 
 WINDOW_S = 30.0  # Whisper's window
+MIN_WINDOW_S = 5.0  # the shortest window ASROptions.window takes
+
+
+def check_window_seconds(value: object, name: str = "the ASR window") -> float:
+    """``value`` as seconds per Whisper window; InputError unless it is a number from MIN_WINDOW_S to WINDOW_S."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not MIN_WINDOW_S <= value <= WINDOW_S:
+        raise InputError(f"{name} must be a number of seconds from {MIN_WINDOW_S:g} to {WINDOW_S:g}, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -142,10 +150,10 @@ class ASROptions:
     no_repeat_ngram_size: int = 0  # > 0: no n-gram of this size is generated twice in a window
     min_quality: float | None = None  # transcripts scoring below are unreliable; None = the quality model's threshold
     # seconds of audio per Whisper window: faster-whisper pads every window to 30 s, so a lone 3 s utterance (the
-    # live mode's unit) pays 27 s of padding in the encoder. Shorter windows cost proportionally less, but Whisper
-    # was trained on 30 s and loops below what it tolerates (benchmarks/asr_window.py: tiny.en keeps its English
-    # WER at 10 s, base loops at 10 s and degrades in Polish at 20 s); the voice expert needs a head trained on
-    # the same window (extractors voice-<model>-w<seconds>), which is checked when the analyzer is built
+    # live mode's unit) pays 27 s of padding in the encoder. Shorter windows cost proportionally less; decoded with
+    # timestamps, as here, 10 s kept the English WER of both models and cost base 2 points in Polish (the bare
+    # decoder without timestamps loops at 10 s: benchmarks/asr_window.py). The voice expert reads a head trained
+    # on the same window (extractors voice-<model>-w<seconds>), checked when the analyzer is built
     window: float = WINDOW_S
 
     def __post_init__(self) -> None:
@@ -163,8 +171,7 @@ class ASROptions:
         if self.shaky_tokens_per_second is not None and not self.shaky_tokens_per_second > 0:
             raise InputError(f"ASROptions.shaky_tokens_per_second must be None or > 0, not "
                              f"{self.shaky_tokens_per_second!r}")
-        if isinstance(self.window, bool) or not isinstance(self.window, (int, float)) or not 5 <= self.window <= WINDOW_S:
-            raise InputError(f"the ASR window must be a number of seconds from 5 to {WINDOW_S:g}, not {self.window!r}")
+        check_window_seconds(self.window)
         if self.tokens_per_second is not None and not self.tokens_per_second > 0:
             raise InputError(f"ASROptions.tokens_per_second must be None or > 0, not {self.tokens_per_second!r}")
 
@@ -305,8 +312,8 @@ class WhisperASR:
         return get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=self.options.min_silence_ms,
                                                        max_speech_duration_s=min(MAX_CHUNK_S, (window or self.options.window) - 2)))
 
-    def _decode_options(self, speech_seconds: float, tokenizer: Any, tokens_per_second: float | None = None,
-                        window: float = WINDOW_S) -> Any:
+    def _decode_options(self, speech_seconds: float, tokenizer: Any, tokens_per_second: float | None,
+                        window: float) -> Any:
         """faster-whisper's TranscriptionOptions for one window, with the budget of ASROptions."""
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
@@ -343,9 +350,7 @@ class WhisperASR:
         ``streams``: windows decoded at once in this call (at most ``options.streams``; default all of them);
         ``window``: seconds per window for this call (default ``options.window``; the live mode's utterances)."""
         streams = min(streams or self.options.streams, self.options.streams)
-        win = float(window or self.options.window)
-        if not 5 <= win <= WINDOW_S:
-            raise InputError(f"the ASR window must be a number of seconds from 5 to {WINDOW_S:g}, not {window!r}")
+        win = self.options.window if window is None else check_window_seconds(window)
         chunks = [[(c["start"], c["end"]) for c in self.speech_chunks(np.asarray(a), win)] for a in audios]
 
         def plan(cs: Sequence[Sequence[tuple[int, int]]]) -> list[list[_Part]]:  # 2 x 160: the mel frames' hop
@@ -381,7 +386,7 @@ class WhisperASR:
 
     def _decode_all(self, audios: Sequence[np.ndarray], windows: list[list[_Part]],
                     budget: Callable[[list[_Part]], float | None], streams: int,
-                    window: float = WINDOW_S) -> Iterator[dict[int, list[Utterance]]]:
+                    window: float) -> Iterator[dict[int, list[Utterance]]]:
         """Each window's utterances per input, in window order, decoding up to ``streams`` windows at once.
         ``budget(parts)`` gives a window's token cap when it is submitted; window k is submitted once the
         caller has consumed window k - streams, so the caps (and transcripts) do not depend on timing."""
@@ -400,7 +405,7 @@ class WhisperASR:
                 yield pending.popleft().result()
 
     def _window(self, audios: Sequence[np.ndarray], parts: list[_Part],
-                tokens_per_second: float | None = None, window: float = WINDOW_S) -> dict[int, list[Utterance]]:
+                tokens_per_second: float | None, window: float) -> dict[int, list[Utterance]]:
         """Decode one window of packed speech (``tokens_per_second``: a cap other than the options'); the
         utterances per input, in original time."""
         import ctranslate2
@@ -427,7 +432,7 @@ class WhisperASR:
         speech_s = sum(p.end - p.start for p in parts) / SAMPLE_RATE
         # word timestamps (one alignment pass, ~5 % of a window): where several inputs share the window a segment
         # is split at their boundaries, and each segment's word probabilities are its own confidence
-        opts = self._decode_options(speech_s, tokenizer, tokens_per_second=tokens_per_second, window=window)
+        opts = self._decode_options(speech_s, tokenizer, tokens_per_second, window)
         # Temperature fallback samples; a fixed seed per window makes transcripts reproducible run to run.
         ctranslate2.set_random_seed(0)
         segments = []

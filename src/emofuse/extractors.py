@@ -15,7 +15,7 @@ trained on its features, so that the analysis refuses features computed another 
   speech span (:func:`emofuse.features.voice.embed_clips`), clips of one speaker packed into shared 30 s
   windows as analysis sees utterances (:func:`speaker_order`); ``...-clip``: the same pooled over the whole
   VAD-cut clip (a training view that makes heads tolerant of loose utterance boundaries); ``...-w10``: the same
-  on 10 s windows (``ASROptions.window``), what the live mode computes (a 30 s head misreads those states).
+  on 10 s windows (``ASROptions.window``), what the live mode computes, for the heads read with them.
 * ``voice-whisper-base-seq``: the same encoder states in 0.5 s chunks, ``[T, 512]``.
 * ``text-minilm-l6``, ``text-e5-small``: sentence embeddings of ``item.text``.
 * ``face-expert-probs``: the face expert's 7 probabilities of an image, or their mean over a video's frames

@@ -71,9 +71,10 @@ class LiveOptions:
                 raise InputError(f"{name} must be a positive number, not {v!r}")
         if not 0 <= self.pad <= 1:
             raise InputError(f"pad must be between 0 and 1 s, not {self.pad!r}")
-        if self.asr_window is not None and (isinstance(self.asr_window, bool) or
-                                            not isinstance(self.asr_window, (int, float)) or not 5 <= self.asr_window <= 30):
-            raise InputError(f"asr_window must be a number of seconds from 5 to 30, not {self.asr_window!r}")
+        if self.asr_window is not None:
+            from .asr import check_window_seconds
+
+            check_window_seconds(self.asr_window, "asr_window")
         if self.max_utterance < 1:
             raise InputError(f"max_utterance must be at least 1 s, not {self.max_utterance!r}")
 

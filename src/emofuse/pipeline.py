@@ -97,8 +97,6 @@ def check_window(asr_model: str, window: float) -> None:
     has none on any window: its voice is noted absent per input)."""
     from .extractors import EXTRACTORS
 
-    if window == 30.0:
-        return
     known = {e.config.asr_model for e in EXTRACTORS.values() if e.modality == "voice"}
     if asr_model in known and voice_source(asr_model, window) is None:
         have = sorted({e.config.window_s for e in EXTRACTORS.values() if e.modality == "voice"

@@ -229,7 +229,7 @@ def supplied_sources(modalities: tuple[str, ...], asr_model: str, window: float 
     from .extractors import EXTRACTORS
 
     def fills(c: Any) -> bool:
-        return bool(c.asr_model == asr_model and getattr(c, "window_s", 30.0) == window)
+        return bool(c.asr_model == asr_model and c.window_s == window)
 
     return {n for n in pipeline_sources() if EXTRACTORS[n].modality in modalities
             and (EXTRACTORS[n].modality != "voice" or fills(EXTRACTORS[n].config))}

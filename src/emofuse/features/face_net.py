@@ -154,9 +154,9 @@ class FaceNet:
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         """[n, 48, 48] uint8 -> [n, 7] probabilities in canonical EMOTIONS order."""
-        z = self.logits(faces) / self.temperature
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True))[:, self._to_canonical]
+        from ..experts import softmax
+
+        return softmax(self.logits(faces) / self.temperature)[:, self._to_canonical]
 
 
 WEIGHTS = "face-cnn.safetensors"  # in the package's weights folder, when a trained network ships
@@ -259,7 +259,7 @@ class FaceEnsemble:
         return np.mean([n.predict_proba(faces) for n in self.nets], axis=0)
 
 
-def identity(int8: bool = True) -> str:
+def identity() -> str:
     """What the shipped face expert runs, as one string (the sha256 of each member's graph, or of its weights
     where no current int8 graph ships): extractors key face features by it."""
     from ..store import sha256_file
@@ -268,6 +268,6 @@ def identity(int8: bool = True) -> str:
         return "missing"
     parts = []
     for w in member_paths():
-        g = int8_path(w) if int8 else None
+        g = int8_path(w)
         parts.append(sha256_file(g or w) if (g or w).exists() else "missing")
     return "+".join(parts)
