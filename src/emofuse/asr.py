@@ -432,7 +432,7 @@ class WhisperASR:
         speech_s = sum(p.end - p.start for p in parts) / SAMPLE_RATE
         # word timestamps (one alignment pass, ~5 % of a window): where several inputs share the window a segment
         # is split at their boundaries, and each segment's word probabilities are its own confidence
-        opts = self._decode_options(speech_s, tokenizer, tokens_per_second, window)
+        opts = self._decode_options(speech_s, tokenizer, tokens_per_second=tokens_per_second, window=window)
         # Temperature fallback samples; a fixed seed per window makes transcripts reproducible run to run.
         ctranslate2.set_random_seed(0)
         segments = []
