@@ -1,13 +1,14 @@
 """Fusion on the constructed multimodal set (issue 16): per-expert and fused accuracy / UA, the conflict and
 missing sets, ECE, and the cost of a fusion call. Prints markdown tables.
 
-    python benchmarks/fusion_constructed.py [--data ../shared/data] [--per-class 30] [--save]
+    python benchmarks/fusion_constructed.py [--data ../shared/data] [--per-class 30] [--save] [--voice-protocol speaker-out]
 
 The set (``emofuse.training.constructed``) pairs speech clips of the four speech corpora with FER2013 faces of
 the same label: voice, face and words of different people, labelled as constructed. The voice expert of every
 clip never heard its corpus. The rule's parameters are fitted on the *fit* part (other speakers, FER2013 faces
 of the face network's selection carve); every figure is on the *validation* part (other speakers, PublicTest
-faces). ``--save`` writes the fitted parameters to ``src/emofuse/weights/fusion-poe.json``.
+faces). ``--voice-protocol speaker-out`` trains the voice expert on the other part's speakers of every corpus,
+the clip's own included (a diagnostic: what fusion does with a voice expert as strong as it is in-corpus). ``--save`` writes the fitted parameters to ``src/emofuse/weights/fusion-poe.json``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,16 @@ def main() -> int:
     ap.add_argument("--floor", type=float, default=0.2)
     ap.add_argument("--voice-seconds", type=float, default=1.0)
     ap.add_argument("--save", action="store_true")
+    ap.add_argument("--voice-protocol", default="corpus-out", choices=("corpus-out", "speaker-out"),
+                    help="speaker-out: a voice expert that heard the clip's corpus (not its speakers); a diagnostic, "
+                         "never saved")
     ap.add_argument("--networks", default="late,concat,pairwise,gated",
                     help="registered fusion networks to train on the fit part ('' for none)")
     ap.add_argument("--raw-networks", default="",
                     help="networks to train on the analysis's raw features, leave one corpus out (e.g. concat,gated)")
     a = ap.parse_args()
+    if a.save and a.voice_protocol != "corpus-out":
+        ap.error("--save fits the shipped rule, whose voice expert never heard the corpus: leave --voice-protocol out")
 
     from sklearn.metrics import balanced_accuracy_score
 
@@ -46,7 +52,8 @@ def main() -> int:
     from emofuse.training.metrics import expected_calibration_error
 
     t0 = time.perf_counter()
-    t = build(ConstructedOptions(data=a.data, seed=a.seed, per_class=a.per_class, cache=str(ROOT / "runs" / "constructed")))
+    t = build(ConstructedOptions(data=a.data, seed=a.seed, per_class=a.per_class, cache=str(ROOT / "runs" / "constructed"),
+                                voice_protocol=a.voice_protocol))
     print(f"constructed set: {len(t.label)} items in {time.perf_counter() - t0:.0f} s (cached under runs/constructed)")
     fit, val = np.flatnonzero(t.part == "fit"), np.flatnonzero(t.part == "val")
     for name, rows in (("fit", fit), ("validation", val)):

@@ -10,9 +10,11 @@ process (``emofuse serve``), the client here.
 * face latency: from a frame's send to its face event; processed frames per second;
 * compute / elapsed: the server's compute seconds for the stream over its length, per thread (speech and faces
   run side by side; each < 1 keeps up);
+* early analyses: utterances analysed while their pause ran (``speculate``), and how many of them were sent
+  (the rest was compute spent on pauses that turned out shorter than ``min_silence``);
 * growth: utterance latency p95 of the stream's first half against its second half.
 
-    python benchmarks/live.py [--minutes 5] [--asr-model whisper-base|whisper-tiny.en] [--asr-window 10|30] [--fps 10] [--no-partials]
+    python benchmarks/live.py [--minutes 5] [--asr-model whisper-base|whisper-tiny.en] [--asr-window 10|30] [--fps 10] [--no-partials] [--no-speculate]
 """
 
 from __future__ import annotations
@@ -80,13 +82,13 @@ def stream_media(minutes: float, fps: float) -> tuple[bytes, list[tuple[float, b
 
 
 async def run_stream(url: str, pcm: bytes, frames: list[tuple[float, bytes]], partials: bool,
-                     asr_window: float) -> dict[str, object]:
+                     asr_window: float, speculate: bool) -> dict[str, object]:
     import websockets
 
     utt, face, end, work = [], [], {}, []
     async with websockets.connect(url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "pcm16", "partials": partials,
-                                  "asr_window": asr_window}))
+                                  "speculate": speculate, "asr_window": asr_window}))
         assert json.loads(await ws.recv())["type"] == "ready"
         t0 = time.monotonic()
         sent_frame: dict[float, float] = {}
@@ -126,6 +128,7 @@ def main() -> int:
     ap.add_argument("--asr-window", type=float, default=10.0, help="seconds per Whisper window, asked for in the start message (the live default: 10)")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--no-partials", action="store_true", help="ask the server for no partial transcripts")
+    ap.add_argument("--no-speculate", action="store_true", help="analyse each utterance only once its pause is over")
     a = ap.parse_args()
     if not (MEDIA / "two_cities.wav").exists():
         print("media missing: run `python scripts/fetch_media.py` (make test does)", file=sys.stderr)
@@ -134,7 +137,8 @@ def main() -> int:
     port = free_port()
     server = start_server(port, "--asr-model", a.asr_model)
     try:
-        r = asyncio.run(run_stream(f"ws://127.0.0.1:{port}/v1/live", pcm, frames, not a.no_partials, a.asr_window))
+        r = asyncio.run(run_stream(f"ws://127.0.0.1:{port}/v1/live", pcm, frames, not a.no_partials, a.asr_window,
+                                   not a.no_speculate))
     finally:
         server.terminate()
         server.wait(10)
@@ -144,19 +148,20 @@ def main() -> int:
     end: dict[str, float] = r["end"]  # type: ignore[assignment]
     half = ends < r["seconds"] / 2  # type: ignore[operator]
     print(f"live stream, {a.asr_model} on {a.asr_window:g} s windows, {r['seconds']:.0f} s at real time, frames sent at {a.fps:g} fps, "
-          f"partials {'off' if a.no_partials else 'on'}, loopback")
+          f"partials {'off' if a.no_partials else 'on'}, speculation {'off' if a.no_speculate else 'on'}, loopback")
     print("| figure | value | target |\n|---|---|---|")
     print(f"| utterances | {len(utt)} | |")
     print(f"| utterance latency after the end of speech, p50 / p95 | {np.median(utt):.2f} / "
           f"{np.percentile(utt, 95):.2f} s | p95 <= 1.0 s |")
     work = np.array(r["work"])  # type: ignore[arg-type]
-    print(f"| ... of which the utterance's analysis, p50 / p95 | {np.median(work):.2f} / {np.percentile(work, 95):.2f} s | |")
+    print(f"| the utterance's analysis (begun in the pause when speculating), p50 / p95 | {np.median(work):.2f} / {np.percentile(work, 95):.2f} s | |")
     print(f"| ... first half / second half p95 | {np.percentile(utt[half], 95):.2f} / "
           f"{np.percentile(utt[~half], 95):.2f} s | no growth |")
     print(f"| face event latency, p50 / p95 | {np.median(face):.0f} / {np.percentile(face, 95):.0f} ms | p95 <= 150 ms |")
     print(f"| processed frames per second | {len(face) / r['seconds']:.1f} | >= 8 |")  # type: ignore[operator]
     print(f"| compute / elapsed, speech thread / face thread | {end.get('speech_compute', float('nan')) / r['seconds']:.2f} / "  # type: ignore[operator]
           f"{end.get('face_compute', float('nan')) / r['seconds']:.2f} | < 1 |")  # type: ignore[operator]
+    print(f"| early analyses / sent | {end.get('early')} / {end.get('early_used')} | |")
     print(f"| frames dropped (slot, throttle) / events dropped | {end.get('frames_dropped')}, {end.get('dropped_frames')} / "
           f"{end.get('events_dropped')} | |")
     return 0

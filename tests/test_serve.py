@@ -344,6 +344,25 @@ def test_live_capture_from_devices(analyzer: Any, media: Path) -> None:
     assert time.monotonic() - t < 10 and not [e for e in events if e["type"] == "utterance" and e.get("segment")]
 
 
+def test_live_speculation_sends_the_same_utterances_sooner(analyzer: Any, media: Path) -> None:
+    """Speculation analyses an utterance in its pause: the events are those of waiting for the whole pause (the
+    same audio, so the same text and labels), sent from the early analysis, and the speech that resumed after a
+    short pause cost an analysis that was dropped, never sent."""
+    from emofuse.live import LiveEngine, LiveOptions, replay
+
+    def utterances(speculate: bool) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+        session = LiveEngine(analyzer).session(LiveOptions(partials=False, speculate=speculate))
+        evs = replay(session, str(media / "two_cities.wav"), realtime=False)
+        return [(e["speech_end"], e["segment"]["start"], e["segment"]["end"], e["segment"]["text"],
+                 e["segment"]["fused"]["label"]) for e in evs if e["type"] == "utterance" and e["segment"]], session.stats
+
+    late, st_late = utterances(False)
+    early, st_early = utterances(True)
+    assert len(late) >= 5 and early == late
+    analyses = len({u[0] for u in early})  # one analysis per utterance closed, maybe several segments each
+    assert st_late["early"] == 0 and st_early["early_used"] == analyses <= st_early["early"], (st_early, analyses)
+
+
 def test_live_cli_names_its_sources() -> None:
     from conftest import MEDIA
 

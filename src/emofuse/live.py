@@ -12,7 +12,8 @@ A :class:`LiveSession` turns a stream into events, the same ones over the WebSoc
   runs past ``max_utterance`` s): the utterance's audio and the faces seen meanwhile go through
   :meth:`Analyzer.analyze_samples`, the same stages as a file; the event carries that segment's block
   (``segment``: times on the stream's clock, text, language, per-modality probabilities, fused label,
-  valence/arousal).
+  valence/arousal). With ``speculate`` the analysis starts once ``pad`` s of the pause have passed, and its result
+  waits for the rest of ``min_silence`` (sent) or for the speech to go on (dropped): the same answer, sooner.
 
 :func:`replay` feeds a recording through a session (at real time or as fast as it goes): ``emofuse live
 --from FILE``, the tests and ``benchmarks/live.py`` use it. :func:`capture` feeds it from capture devices
@@ -54,6 +55,11 @@ class LiveOptions:
     pad: float = 0.2  # s of audio kept around the speech handed to the analysis
     partials: bool = True
     partial_every: float = 1.0  # s between partial transcripts of the open utterance
+    # analyse an utterance as soon as its speech has been followed by ``pad`` s of silence, while the rest of
+    # ``min_silence`` is still awaited: the result is sent the moment the pause is long enough, or dropped when
+    # the speech goes on (the same audio either way, so the same answer; costs the compute of the pauses that
+    # turn out shorter than ``min_silence``)
+    speculate: bool = True
     max_fps: float = 10.0  # face frames processed per second at most
     vad_every: float = 0.1  # s of new audio between two voice-activity checks
     # seconds per Whisper window for the utterances and partials: a lone 3 s utterance padded to 10 s instead of 30
@@ -118,8 +124,10 @@ class LiveSession:
         self._born = time.monotonic()
         self.dropped_frames = 0
         # compute seconds per thread (speech and faces run side by side): each below the stream's length keeps up
+        # early: utterances analysed while their pause ran (speculate); early_used: of those, the ones sent
         self.stats = {"utterances": 0, "partials": 0, "frames": 0, "speech_seconds": 0.0, "speech_compute": 0.0,
-                      "face_compute": 0.0}
+                      "face_compute": 0.0, "early": 0, "early_used": 0}
+        self._early: tuple[tuple[int, int], Any, float] | None = None  # ((first, last sample), result, seconds)
 
     @property
     def now(self) -> float:
@@ -220,6 +228,12 @@ class LiveSession:
             return self._utterance(buf, start, max(0, first - int(o.pad * sr)), min(len(buf), end + int(o.pad * sr)),
                                    end)
         trailing = len(buf) - chunks[-1]["end"]  # silence at the end: the speech may be ending, keep the CPU free
+        if o.speculate and trailing >= o.pad * sr:  # the utterance's audio is all here: analyse it while we wait
+            s, e = max(0, first - int(o.pad * sr)), chunks[-1]["end"] + int(o.pad * sr)
+            if self._early is None or self._early[0] != (start + s, start + e):
+                self._early = ((start + s, start + e), *self._analyse(buf, start, s, e))
+                self.stats["early"] += 1
+            return []
         if o.partials and "text" in self.modalities and trailing < 0.15 * sr and \
                 time.monotonic() - self._last_partial >= o.partial_every:
             return self._partial(buf, start, first)
@@ -230,12 +244,26 @@ class LiveSession:
         return self.step(final=True)
 
     def _speech(self, buf: np.ndarray) -> list[dict[str, int]]:
+        """Speech chunks split at pauses of ``min_silence`` s. VAD splits at the shortest pause that matters
+        (``pad``, when speculating) and the chunks closer than ``min_silence`` are joined again: the same chunks
+        as VAD at ``min_silence`` (to a 32 ms VAD window), and a last chunk that is closed once ``pad`` s of
+        silence followed it (VAD at ``min_silence`` would report it open until then)."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if len(buf) < 512:
             return []
-        return get_speech_timestamps(buf, VadOptions(min_silence_duration_ms=int(self.options.min_silence * 1000),
-                                                     speech_pad_ms=30))
+        o, pad = self.options, 30
+        split = min(o.min_silence, o.pad) if o.speculate else o.min_silence
+        raw = get_speech_timestamps(buf, VadOptions(min_silence_duration_ms=int(split * 1000), speech_pad_ms=pad))
+        chunks: list[dict[str, int]] = []
+        # joined unless the pause (padded gap + both pads) less one 512-sample VAD window reaches min_silence: where
+        # VAD run at min_silence splits
+        for c in raw:
+            if chunks and c["start"] - chunks[-1]["end"] + 2 * pad * 16 - 512 < o.min_silence * SAMPLE_RATE:
+                chunks[-1] = {"start": chunks[-1]["start"], "end": c["end"]}
+            else:
+                chunks.append(dict(c))
+        return chunks
 
     def _trim(self, start: int, cut: int) -> None:
         """Drop the first ``cut`` samples of the buffer that began at ``start`` (audio may have arrived since)."""
@@ -245,7 +273,8 @@ class LiveSession:
                 self._buf, self._buf_start = self._buf[drop:], self._buf_start + drop
                 self._checked = max(0, self._checked - drop)
 
-    def _utterance(self, buf: np.ndarray, start: int, s: int, e: int, speech_end: int) -> list[dict[str, Any]]:
+    def _analyse(self, buf: np.ndarray, start: int, s: int, e: int) -> tuple[Any, float]:
+        """``buf[s:e]`` and the faces seen meanwhile through the analyzer: (its result, compute seconds)."""
         t0 = time.perf_counter()
         offset = (start + s) / SAMPLE_RATE
         frames = [(t - offset, ob) for t, ob in list(self._faces)
@@ -254,10 +283,20 @@ class LiveSession:
             r = self.engine.analyzer.analyze_samples(buf[s:e], [t for t, _ in frames], [ob for _, ob in frames],
                                                      name="<live>", asr_window=self.asr_window)
         spent = time.perf_counter() - t0
+        self.stats["speech_compute"] += spent
+        return r, spent
+
+    def _utterance(self, buf: np.ndarray, start: int, s: int, e: int, speech_end: int) -> list[dict[str, Any]]:
+        offset = (start + s) / SAMPLE_RATE
+        if self._early is not None and self._early[0] == (start + s, start + e):  # analysed while the pause ran
+            _, r, spent = self._early
+            self.stats["early_used"] += 1
+        else:
+            r, spent = self._analyse(buf, start, s, e)
+        self._early = None
         self._trim(start, speech_end)
         self._checked = 0  # the rest of the buffer may hold another whole utterance: look again at once
         self._partial_text = ""
-        self.stats["speech_compute"] += spent
         self.stats["speech_seconds"] += (e - s) / SAMPLE_RATE
         from .result import segment_dict
 

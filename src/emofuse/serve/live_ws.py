@@ -6,7 +6,8 @@ on a WebSocket), then sends one JSON text message::
     {"type": "start", "sample_rate": 16000, "format": "pcm16", "modalities": ["voice", "face", "text"]}
 
 (every field optional; ``modalities`` a subset of the server's; ``"partials": false`` for no partial
-transcripts; ``"asr_window": 30`` for Whisper's full window instead of the live default of 10 s), and then binary messages whose first byte
+transcripts; ``"speculate": false`` to analyse an utterance only once its pause is over; ``"asr_window": 30``
+for Whisper's full window instead of the live default of 10 s), and then binary messages whose first byte
 tags them: ``0x01`` + little-endian 16-bit mono PCM (~100 ms each), ``0x02`` + one JPEG (or PNG / WebP)
 frame. ``{"type": "stop"}`` ends the stream: the open utterance is analysed, then ``{"type": "end", ...}`` and
 the socket closes (1000). The server sends JSON events: ``ready`` (after the start message), ``face``,
@@ -77,7 +78,7 @@ async def _serve_stream(ws: WebSocket, engine: Any, options: Any, pool: ThreadPo
     try:
         start = _start_message(first, engine.analyzer.options.modalities)
         session = engine.session(LiveOptions(sample_rate=start["sample_rate"], partials=start["partials"],
-                                             asr_window=start["asr_window"]))
+                                             speculate=start["speculate"], asr_window=start["asr_window"]))
     except EmofuseError as e:
         await _close(ws, 1003, str(e))
         return
@@ -224,12 +225,14 @@ def _start_message(msg: dict[str, Any], served: tuple[str, ...]) -> dict[str, An
     if not isinstance(d, dict) or d.get("type") != "start":
         raise InputError("the first message must be JSON {\"type\": \"start\", \"sample_rate\": 16000, \"format\": "
                          "\"pcm16\"}")
-    unknown = sorted(set(d) - {"type", "sample_rate", "format", "modalities", "language", "partials", "asr_window"})
+    unknown = sorted(set(d) - {"type", "sample_rate", "format", "modalities", "language", "partials", "speculate",
+                             "asr_window"})
     if unknown:
         raise InputError(f"unknown start field(s) {unknown}; known: sample_rate, format, modalities, partials, "
-                         "asr_window")
-    if not isinstance(d.get("partials", True), bool):
-        raise InputError(f"partials must be true or false, not {d.get('partials')!r}")
+                         "speculate, asr_window")
+    for flag in ("partials", "speculate"):
+        if not isinstance(d.get(flag, True), bool):
+            raise InputError(f"{flag} must be true or false, not {d.get(flag)!r}")
     if d.get("format", "pcm16") != "pcm16":
         raise InputError(f"audio format {d.get('format')!r} is not supported: send 16-bit little-endian mono PCM "
                          "(\"pcm16\")")
@@ -240,7 +243,7 @@ def _start_message(msg: dict[str, Any], served: tuple[str, ...]) -> dict[str, An
     if not isinstance(mods, list) or not mods or any(m not in served for m in mods):
         raise InputError(f"modalities must be a non-empty subset of what this server runs: {list(served)}")
     return {"sample_rate": d.get("sample_rate", 16000), "modalities": [m for m in served if m in mods],
-            "partials": d.get("partials", True), "asr_window": d.get("asr_window", LiveOptions.asr_window)}
+            "partials": d.get("partials", True), "speculate": d.get("speculate", True), "asr_window": d.get("asr_window", LiveOptions.asr_window)}
 
 
 async def _close(ws: WebSocket, code: int, reason: str, say: bool = True) -> None:

@@ -46,10 +46,16 @@ class ConstructedOptions:
     val_share: float = 0.5  # each corpus's speakers in the validation part
     voice_C: float = 0.01  # the shipped voice recipe
     cache: str = "runs/constructed"
+    # whom the voice expert never heard: "corpus-out" (the clip's corpus: what a user's recording gets) or
+    # "speaker-out" (only the clip's part of the speakers; it heard the corpus and its language): a diagnostic
+    # of what fusion would do with a voice expert as strong across corpora as it is within one
+    voice_protocol: str = "corpus-out"
 
     def __post_init__(self) -> None:
         if self.per_class < 1 or not 0 < self.val_share < 1 or self.voice_C <= 0:
             raise InputError("ConstructedOptions: per_class >= 1, val_share in (0, 1), voice_C > 0")
+        if self.voice_protocol not in ("corpus-out", "speaker-out"):
+            raise InputError(f"voice_protocol must be corpus-out or speaker-out, not {self.voice_protocol!r}")
 
 
 @dataclass
@@ -129,20 +135,21 @@ def select(items: Sequence[Any], parts: dict[str, str], per_class: int, seed: in
     return out
 
 
-def voice_heads(items: Sequence[Any], X: np.ndarray, C: float, seed: int) -> dict[str, Any]:
-    """Per held-out corpus: (mean, scale, fitted LogisticRegression, temperature) trained on the other corpora;
-    the temperature is fitted on 20 % of their speakers held out of a first fit."""
+def voice_heads(items: Sequence[Any], X: np.ndarray, C: float, seed: int,
+                groups: np.ndarray | None = None) -> dict[str, Any]:
+    """Per held-out group (default: the corpus): (mean, scale, fitted LogisticRegression, temperature) trained
+    on the other groups; the temperature is fitted on 20 % of their speakers held out of a first fit."""
     from sklearn.linear_model import LogisticRegression
 
     from .linear import fit_temperature
 
-    corpus = np.array([it.corpus for it in items])
+    group = np.array([it.corpus for it in items]) if groups is None else np.asarray(groups)
     y = np.array([EMOTIONS.index(it.label) for it in items])
     spk = np.array([f"{it.corpus}/{it.speaker}" for it in items])
     rng = np.random.default_rng(seed)
     heads = {}
-    for held in SPEECH:
-        tr = corpus != held
+    for held in sorted(set(group.tolist())):
+        tr = group != held
         speakers = sorted(set(spk[tr]))
         cal = set(rng.choice(speakers, size=max(1, len(speakers) // 5), replace=False).tolist())
         inner = tr & ~np.isin(spk, list(cal))
@@ -206,7 +213,8 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
     """The constructed table (cached as ``<cache>/table-<seed>-<per_class>.npz``)."""
     cache = Path(opts.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    final = cache / f"table-{opts.seed}-{opts.per_class}-{opts.val_share}.npz"
+    tag = "" if opts.voice_protocol == "corpus-out" else f"-{opts.voice_protocol}"
+    final = cache / f"table-{opts.seed}-{opts.per_class}-{opts.val_share}{tag}.npz"
     if final.is_file():
         return Table.load(final)
     from ..corpora import item_key
@@ -217,8 +225,11 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
     data = labelled(SPEECH, opts.data)
     items = [it for it in data.items if it.speaker is not None]
     _, X = load_features(items, "voice-whisper-base")  # the extractor's cache (`emofuse extract` fills it)
-    heads = voice_heads(items, X, opts.voice_C, opts.seed)
     parts = speaker_parts(items, opts.val_share, opts.seed)
+    by_part = opts.voice_protocol == "speaker-out"
+    heads = voice_heads(items, X, opts.voice_C, opts.seed,
+                        np.array([parts[it.speaker] for it in items]) if by_part else None)
+    head_of = (lambda it: heads[parts[it.speaker]]) if by_part else (lambda it: heads[it.corpus])
     chosen = select(items, parts, opts.per_class, opts.seed)
     part = [parts[it.speaker] for it in chosen]
 
@@ -259,7 +270,7 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
     P = {m: np.full((n, len(EMOTIONS)), np.nan) for m in MODALITIES}
     for i, (it, row) in enumerate(zip(chosen, r)):
         if not np.isnan(row["emb"]).any():
-            P["voice"][i] = voice_probs(heads[it.corpus], row["emb"])[0]
+            P["voice"][i] = voice_probs(head_of(it), row["emb"])[0]
 
     # text: the analysis's experts by Whisper's language (MiniLM-emo for English, e5 otherwise)
     from ..pipeline import Analyzer, AnalyzerOptions
@@ -297,7 +308,7 @@ def build(opts: ConstructedOptions = ConstructedOptions(), progress: bool = True
               np.array([it.corpus for it in chosen]), np.array([f"{it.corpus}/{it.speaker}" for it in chosen]),
               np.array([str(x["lang"]) for x in r]), P, np.array([float(x["sec"]) for x in r]),
               np.array([float(x["qual"]) for x in r]), np.array([str(x["text"]) for x in r]), np.array(modes),
-              np.array([item_key(it) for it in chosen]), np.array([heads[it.corpus][3] for it in chosen]),
+              np.array([item_key(it) for it in chosen]), np.array([head_of(it)[3] for it in chosen]),
               X, text_src.astype(str))
     t.save(final)
     return t
