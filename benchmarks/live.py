@@ -85,7 +85,7 @@ async def run_stream(url: str, pcm: bytes, frames: list[tuple[float, bytes]], pa
                      asr_window: float, speculate: bool) -> dict[str, object]:
     import websockets
 
-    utt, face, end, work = [], [], {}, []
+    utt, face, end, work, kinds = [], [], {}, [], []
     async with websockets.connect(url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "pcm16", "partials": partials,
                                   "speculate": speculate, "asr_window": asr_window}))
@@ -100,6 +100,7 @@ async def run_stream(url: str, pcm: bytes, frames: list[tuple[float, bytes]], pa
                 if e["type"] == "utterance":
                     utt.append((e["speech_end"], now - (t0 + e["speech_end"])))
                     work.append(e["ms"] / 1e3)
+                    kinds.append(e["closed"] + (", early" if e["early"] else ""))
                 elif e["type"] == "face":
                     sent = sent_frame.get(round(e["t"], 1))
                     face.append((now - sent) if sent is not None else e["latency_ms"] / 1e3)
@@ -118,7 +119,7 @@ async def run_stream(url: str, pcm: bytes, frames: list[tuple[float, bytes]], pa
                 fi += 1
         await ws.send(json.dumps({"type": "stop"}))
         await task
-    return {"utt": utt, "face": face, "end": end, "work": work, "seconds": len(pcm) / 32000}
+    return {"utt": utt, "face": face, "end": end, "work": work, "kinds": kinds, "seconds": len(pcm) / 32000}
 
 
 def main() -> int:
@@ -161,6 +162,10 @@ def main() -> int:
     print(f"| processed frames per second | {len(face) / r['seconds']:.1f} | >= 8 |")  # type: ignore[operator]
     print(f"| compute / elapsed, speech thread / face thread | {end.get('speech_compute', float('nan')) / r['seconds']:.2f} / "  # type: ignore[operator]
           f"{end.get('face_compute', float('nan')) / r['seconds']:.2f} | < 1 |")  # type: ignore[operator]
+    kinds = np.array(r["kinds"])  # type: ignore[arg-type]
+    for k in sorted(set(kinds)):
+        print(f"| ... closed by {k}: n, latency p50 / p95 | {(kinds == k).sum()}, {np.median(utt[kinds == k]):.2f} / "
+              f"{np.percentile(utt[kinds == k], 95):.2f} s | |")
     print(f"| early analyses / sent | {end.get('early')} / {end.get('early_used')} | |")
     print(f"| frames dropped (slot, throttle) / events dropped | {end.get('frames_dropped')}, {end.get('dropped_frames')} / "
           f"{end.get('events_dropped')} | |")

@@ -12,7 +12,8 @@ A :class:`LiveSession` turns a stream into events, the same ones over the WebSoc
   runs past ``max_utterance`` s): the utterance's audio and the faces seen meanwhile go through
   :meth:`Analyzer.analyze_samples`, the same stages as a file; the event carries that segment's block
   (``segment``: times on the stream's clock, text, language, per-modality probabilities, fused label,
-  valence/arousal). With ``speculate`` the analysis starts once ``pad`` s of the pause have passed, and its result
+  valence/arousal; ``closed``: ``pause``, ``max_utterance`` or ``stream_end``; ``early``: whether it was
+  analysed while the pause ran). With ``speculate`` the analysis starts once ``pad`` s of the pause have passed, and its result
   waits for the rest of ``min_silence`` (sent) or for the speech to go on (dropped): the same answer, sooner.
 
 :func:`replay` feeds a recording through a session (at real time or as fast as it goes): ``emofuse live
@@ -218,23 +219,26 @@ class LiveSession:
         first = chunks[0]["start"]
         # VAD splits speech at pauses of at least min_silence: a chunk followed by another one, or by that much
         # silence, is a whole utterance (a step may come late, after the next one began: it is not missed)
-        if len(chunks) > 1 or len(buf) - chunks[0]["end"] >= o.min_silence * sr or final:
+        closed = "pause"
+        if len(chunks) > 1 or len(buf) - chunks[0]["end"] >= o.min_silence * sr:
             end = chunks[0]["end"] if len(chunks) > 1 else chunks[-1]["end"]
+        elif final:
+            end, closed = chunks[-1]["end"], "stream_end"
         elif len(buf) - first >= o.max_utterance * sr:
-            end = len(buf)
+            end, closed = len(buf), "max_utterance"
         else:
             end = 0
         if end:
             return self._utterance(buf, start, max(0, first - int(o.pad * sr)), min(len(buf), end + int(o.pad * sr)),
-                                   end)
-        trailing = len(buf) - chunks[-1]["end"]  # silence at the end: the speech may be ending, keep the CPU free
+                                   end, closed)
+        trailing = len(buf) - chunks[-1]["end"]  # > 0: a pause began (0.1 s at least); the speech may be ending
         if o.speculate and trailing >= o.pad * sr:  # the utterance's audio is all here: analyse it while we wait
             s, e = max(0, first - int(o.pad * sr)), chunks[-1]["end"] + int(o.pad * sr)
             if self._early is None or self._early[0] != (start + s, start + e):
                 self._early = ((start + s, start + e), *self._analyse(buf, start, s, e))
                 self.stats["early"] += 1
             return []
-        if o.partials and "text" in self.modalities and trailing < 0.15 * sr and \
+        if o.partials and "text" in self.modalities and not trailing and \
                 time.monotonic() - self._last_partial >= o.partial_every:
             return self._partial(buf, start, first)
         return []
@@ -244,16 +248,17 @@ class LiveSession:
         return self.step(final=True)
 
     def _speech(self, buf: np.ndarray) -> list[dict[str, int]]:
-        """Speech chunks split at pauses of ``min_silence`` s. VAD splits at the shortest pause that matters
-        (``pad``, when speculating) and the chunks closer than ``min_silence`` are joined again: the same chunks
-        as VAD at ``min_silence`` (to a 32 ms VAD window), and a last chunk that is closed once ``pad`` s of
-        silence followed it (VAD at ``min_silence`` would report it open until then)."""
+        """Speech chunks split at pauses of ``min_silence`` s. VAD splits at pauses of 0.1 s and the chunks closer
+        than ``min_silence`` are joined again: the same chunks as VAD run at ``min_silence`` (to a 32 ms VAD
+        window), and a last chunk that is closed once 0.1 s of silence followed it (VAD at ``min_silence`` would
+        report it open until then), so that a pause is seen as it begins: no partial is started in it, and the
+        speculative analysis can start once ``pad`` s of it have passed."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if len(buf) < 512:
             return []
         o, pad = self.options, 30
-        split = min(o.min_silence, o.pad) if o.speculate else o.min_silence
+        split = min(o.min_silence, 0.1)
         raw = get_speech_timestamps(buf, VadOptions(min_silence_duration_ms=int(split * 1000), speech_pad_ms=pad))
         chunks: list[dict[str, int]] = []
         # joined unless the pause (padded gap + both pads) less one 512-sample VAD window reaches min_silence: where
@@ -286,10 +291,12 @@ class LiveSession:
         self.stats["speech_compute"] += spent
         return r, spent
 
-    def _utterance(self, buf: np.ndarray, start: int, s: int, e: int, speech_end: int) -> list[dict[str, Any]]:
+    def _utterance(self, buf: np.ndarray, start: int, s: int, e: int, speech_end: int,
+                   closed: str) -> list[dict[str, Any]]:
         offset = (start + s) / SAMPLE_RATE
-        if self._early is not None and self._early[0] == (start + s, start + e):  # analysed while the pause ran
-            _, r, spent = self._early
+        early = self._early is not None and self._early[0] == (start + s, start + e)  # analysed while the pause ran
+        if early:
+            _, r, spent = self._early  # type: ignore[misc]
             self.stats["early_used"] += 1
         else:
             r, spent = self._analyse(buf, start, s, e)
@@ -305,11 +312,11 @@ class LiveSession:
             d = segment_dict(seg)
             d["start"], d["end"] = round(d["start"] + offset, 3), round(d["end"] + offset, 3)
             events.append({"type": "utterance", "segment": d, "speech_end": round((start + speech_end) / SAMPLE_RATE, 3),
-                           "ms": round(spent * 1e3, 1)})
+                           "closed": closed, "early": early, "ms": round(spent * 1e3, 1)})
         self.stats["utterances"] += len(events)
         if not events:  # VAD heard speech that ASR and the experts could not use: say so, once
             events.append({"type": "utterance", "segment": None, "speech_end": round((start + speech_end) / SAMPLE_RATE, 3),
-                           "notes": list(r.notes), "ms": round(spent * 1e3, 1)})
+                           "closed": closed, "early": early, "notes": list(r.notes), "ms": round(spent * 1e3, 1)})
         return events
 
     def _partial(self, buf: np.ndarray, start: int, first: int) -> list[dict[str, Any]]:
