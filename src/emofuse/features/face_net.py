@@ -138,6 +138,8 @@ class FaceNet:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        # a frame's few faces are a small call: threads that spin between calls burn the cycles ASR runs on
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         self.temperature = float(meta.get("temperature", 1.0))
         self.tta = bool(meta.get("tta", True))

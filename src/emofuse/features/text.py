@@ -408,6 +408,7 @@ class MiniLMEncoder:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the face nets: spare ASR's cycles
         so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if preoptimized
                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
