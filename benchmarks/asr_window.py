@@ -9,7 +9,7 @@ prompt, one utterance per window.
 
 ``--asr`` measures the shipped path instead: ``WhisperASR(ASROptions(window=W)).transcribe`` one clip at a time
 (VAD, timestamps and word timestamps, language detected for the multilingual model), word error rate and
-milliseconds per utterance. Decoding with timestamps is what keeps the short windows from looping.
+milliseconds per utterance, and the share of clips whose detected language is the set's. Decoding with timestamps is what keeps the short windows from looping.
 
     python benchmarks/asr_window.py [--data ../shared/data] [--pads 30,20,15,10] [--n 40] [--asr]
 """
@@ -114,7 +114,7 @@ def shipped_path(args: argparse.Namespace) -> int:
     from emofuse.asr import ASROptions, WhisperASR
     from emofuse.media import load_audio
 
-    print(f"{'model':<16}{'set':<14}{'window s':>9}{'WER':>7}{'ms/utt':>8}")
+    print(f"{'model':<16}{'set':<14}{'window s':>9}{'WER':>7}{'ms/utt':>8}{'language':>9}")
     for name in args.models.split(","):
         multi = not name.endswith(".en")
         for label, items in sets(args.data, args.n, multi).items():
@@ -124,9 +124,12 @@ def shipped_path(args: argparse.Namespace) -> int:
                 asr = WhisperASR(ASROptions(model=name, window=w))
                 asr.transcribe(auds[0])  # warm
                 t = time.perf_counter()
-                hyps = [norm(" ".join(u.text for u in asr.transcribe(a))) for a in auds]
+                utts = [asr.transcribe(a) for a in auds]
                 ms = 1000 * (time.perf_counter() - t) / len(auds)
-                print(f"{name:<16}{label:<14}{w:9.0f}{jiwer.wer(refs, hyps):7.3f}{ms:8.0f}", flush=True)
+                hyps = [norm(" ".join(u.text for u in us)) for us in utts]
+                want = label.split()[0]  # the set's language: is that what Whisper detected?
+                right = np.mean([bool(us) and all(u.language == want for u in us) for us in utts])
+                print(f"{name:<16}{label:<14}{w:9.0f}{jiwer.wer(refs, hyps):7.3f}{ms:8.0f}{right:9.2f}", flush=True)
     return 0
 
 
