@@ -129,7 +129,8 @@ def shipped_path(args: argparse.Namespace) -> int:
                 hyps = [norm(" ".join(u.text for u in us)) for us in utts]
                 want = label.split()[0]  # the set's language: is that what Whisper detected?
                 right = np.mean([bool(us) and all(u.language == want for u in us) for us in utts])
-                print(f"{name:<16}{label:<14}{w:9.0f}{jiwer.wer(refs, hyps):7.3f}{ms:8.0f}{right:9.2f}", flush=True)
+                lang = f"{right:9.2f}" if multi else f"{'-':>9}"  # an English-only model detects nothing
+                print(f"{name:<16}{label:<14}{w:9.0f}{jiwer.wer(refs, hyps):7.3f}{ms:8.0f}{lang}", flush=True)
     return 0
 
 

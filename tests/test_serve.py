@@ -346,21 +346,26 @@ def test_live_capture_from_devices(analyzer: Any, media: Path) -> None:
 
 def test_live_speculation_sends_the_same_utterances_sooner(analyzer: Any, media: Path) -> None:
     """Speculation analyses an utterance in its pause: the events are those of waiting for the whole pause (the
-    same audio, so the same text and labels), sent from the early analysis, and the speech that resumed after a
-    short pause cost an analysis that was dropped, never sent."""
+    same audio, so the same text and labels), each one closed by a pause sent from the early analysis; a
+    pause that turned out shorter than min_silence cost an analysis that was dropped, never sent."""
     from emofuse.live import LiveEngine, LiveOptions, replay
 
-    def utterances(speculate: bool) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    def utterances(speculate: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         session = LiveEngine(analyzer).session(LiveOptions(partials=False, speculate=speculate))
         evs = replay(session, str(media / "two_cities.wav"), realtime=False)
-        return [(e["speech_end"], e["segment"]["start"], e["segment"]["end"], e["segment"]["text"],
-                 e["segment"]["fused"]["label"]) for e in evs if e["type"] == "utterance" and e["segment"]], session.stats
+        return [e for e in evs if e["type"] == "utterance"], session.stats
+
+    def answers(evs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(e["speech_end"], e["closed"], e["segment"] and (e["segment"]["start"], e["segment"]["end"],
+                 e["segment"]["text"], e["segment"]["fused"]["label"])) for e in evs]
 
     late, st_late = utterances(False)
     early, st_early = utterances(True)
-    assert len(late) >= 5 and early == late
-    analyses = len({u[0] for u in early})  # one analysis per utterance closed, maybe several segments each
-    assert st_late["early"] == 0 and st_early["early_used"] == analyses <= st_early["early"], (st_early, analyses)
+    assert len(late) >= 5 and answers(early) == answers(late)
+    paused = [e for e in early if e["closed"] == "pause"]
+    assert paused and all(e["early"] for e in paused) and not any(e["early"] for e in late)
+    assert st_late["early"] == 0 and st_early["early"] > st_early["early_used"] >= len({e["speech_end"] for e in paused}), \
+        st_early
 
 
 def test_live_cli_names_its_sources() -> None:

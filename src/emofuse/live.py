@@ -13,7 +13,8 @@ A :class:`LiveSession` turns a stream into events, the same ones over the WebSoc
   :meth:`Analyzer.analyze_samples`, the same stages as a file; the event carries that segment's block
   (``segment``: times on the stream's clock, text, language, per-modality probabilities, fused label,
   valence/arousal; ``closed``: ``pause``, ``max_utterance`` or ``stream_end``; ``early``: whether it was
-  analysed while the pause ran). With ``speculate`` the analysis starts once ``pad`` s of the pause have passed, and its result
+  analysed while the pause ran). With ``speculate`` the analysis starts once ``pad`` s of the pause have passed
+  (after VAD's own 30 ms of padding; skipped when another stream holds the speech models), and its result
   waits for the rest of ``min_silence`` (sent) or for the speech to go on (dropped): the same answer, sooner.
 
 :func:`replay` feeds a recording through a session (at real time or as fast as it goes): ``emofuse live
@@ -128,7 +129,8 @@ class LiveSession:
         # early: utterances analysed while their pause ran (speculate); early_used: of those, the ones sent
         self.stats = {"utterances": 0, "partials": 0, "frames": 0, "speech_seconds": 0.0, "speech_compute": 0.0,
                       "face_compute": 0.0, "early": 0, "early_used": 0}
-        self._early: tuple[tuple[int, int], Any, float] | None = None  # ((first, last sample), result, seconds)
+        # ((first sample, last sample, face times), result, seconds) of the speculative analysis
+        self._early: tuple[tuple[int, int, tuple[float, ...]], Any, float] | None = None
 
     @property
     def now(self) -> float:
@@ -231,11 +233,15 @@ class LiveSession:
         if end:
             return self._utterance(buf, start, max(0, first - int(o.pad * sr)), min(len(buf), end + int(o.pad * sr)),
                                    end, closed)
-        trailing = len(buf) - chunks[-1]["end"]  # > 0: a pause began (0.1 s at least); the speech may be ending
-        if o.speculate and trailing >= o.pad * sr:  # the utterance's audio is all here: analyse it while we wait
+        trailing = len(buf) - chunks[-1]["end"]  # > 0: a pause began (~0.07 s at least); the speech may be ending
+        if o.speculate and trailing > 0 and trailing >= o.pad * sr:  # its audio is all here: analyse it while we wait
             s, e = max(0, first - int(o.pad * sr)), chunks[-1]["end"] + int(o.pad * sr)
-            if self._early is None or self._early[0] != (start + s, start + e):
-                self._early = ((start + s, start + e), *self._analyse(buf, start, s, e))
+            key = (start + s, start + e, self._frame_times(start, s, e))
+            if (self._early is None or self._early[0] != key) and self.engine.speech_lock.acquire(blocking=False):
+                try:  # never wait behind another stream for a guess: it is analysed when it closes instead
+                    self._early = (key, *self._analyse(buf, start, s, e, locked=True))
+                finally:
+                    self.engine.speech_lock.release()
                 self.stats["early"] += 1
             return []
         if o.partials and "text" in self.modalities and not trailing and \
@@ -249,8 +255,8 @@ class LiveSession:
 
     def _speech(self, buf: np.ndarray) -> list[dict[str, int]]:
         """Speech chunks split at pauses of ``min_silence`` s. VAD splits at pauses of 0.1 s and the chunks closer
-        than ``min_silence`` are joined again: the same chunks as VAD run at ``min_silence`` (to a 32 ms VAD
-        window), and a last chunk that is closed once 0.1 s of silence followed it (VAD at ``min_silence`` would
+        than ``min_silence`` are joined again: about the same chunks as VAD run at ``min_silence`` (it may split a
+        few 32 ms windows sooner where the pause ends in windows between its two thresholds), and a last chunk that is closed once 0.1 s of silence followed it (VAD at ``min_silence`` would
         report it open until then), so that a pause is seen as it begins: no partial is started in it, and the
         speculative analysis can start once ``pad`` s of it have passed."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -278,13 +284,21 @@ class LiveSession:
                 self._buf, self._buf_start = self._buf[drop:], self._buf_start + drop
                 self._checked = max(0, self._checked - drop)
 
-    def _analyse(self, buf: np.ndarray, start: int, s: int, e: int) -> tuple[Any, float]:
-        """``buf[s:e]`` and the faces seen meanwhile through the analyzer: (its result, compute seconds)."""
+    def _frames(self, start: int, s: int, e: int) -> list[tuple[float, Any]]:
+        """The faces seen during ``buf[s:e]``: (stream time, observation)."""
+        t0, t1 = (start + s) / SAMPLE_RATE, (start + e) / SAMPLE_RATE
+        return [(t, ob) for t, ob in list(self._faces) if t0 <= t <= t1 and ob is not None]
+
+    def _frame_times(self, start: int, s: int, e: int) -> tuple[float, ...]:
+        return tuple(t for t, _ in self._frames(start, s, e))
+
+    def _analyse(self, buf: np.ndarray, start: int, s: int, e: int, locked: bool = False) -> tuple[Any, float]:
+        """``buf[s:e]`` and the faces seen meanwhile through the analyzer: (its result, compute seconds).
+        ``locked``: the caller holds the speech lock already."""
         t0 = time.perf_counter()
         offset = (start + s) / SAMPLE_RATE
-        frames = [(t - offset, ob) for t, ob in list(self._faces)
-                  if offset <= t <= (start + e) / SAMPLE_RATE and ob is not None]
-        with self.engine.speech_lock:
+        frames = [(t - offset, ob) for t, ob in self._frames(start, s, e)]
+        with contextlib.nullcontext() if locked else self.engine.speech_lock:
             r = self.engine.analyzer.analyze_samples(buf[s:e], [t for t, _ in frames], [ob for _, ob in frames],
                                                      name="<live>", asr_window=self.asr_window)
         spent = time.perf_counter() - t0
@@ -294,7 +308,8 @@ class LiveSession:
     def _utterance(self, buf: np.ndarray, start: int, s: int, e: int, speech_end: int,
                    closed: str) -> list[dict[str, Any]]:
         offset = (start + s) / SAMPLE_RATE
-        early = self._early is not None and self._early[0] == (start + s, start + e)  # analysed while the pause ran
+        # analysed while the pause ran, on the same audio and the same faces (a frame may land after the guess)
+        early = self._early is not None and self._early[0] == (start + s, start + e, self._frame_times(start, s, e))
         if early:
             _, r, spent = self._early  # type: ignore[misc]
             self.stats["early_used"] += 1
