@@ -151,8 +151,9 @@ class ASROptions:
     min_quality: float | None = None  # transcripts scoring below are unreliable; None = the quality model's threshold
     # seconds of audio per Whisper window: faster-whisper pads every window to 30 s, so a lone 3 s utterance (the
     # live mode's unit) pays 27 s of padding in the encoder. Shorter windows cost proportionally less; decoded with
-    # timestamps, as here, 10 s kept the English WER of both models and cost base 2 points in Polish (the bare
-    # decoder without timestamps loops at 10 s: benchmarks/asr_window.py). The voice expert reads a head trained
+    # timestamps, as here, 10 s kept the English WER of both models and cost base 9 points in Polish (0.359 ->
+    # 0.449, the language detected as often; the bare decoder without timestamps loops at 10 s:
+    # benchmarks/asr_window.py [--asr]). The voice expert reads a head trained
     # on the same window (extractors voice-<model>-w<seconds>), checked when the analyzer is built
     window: float = WINDOW_S
 

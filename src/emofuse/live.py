@@ -256,9 +256,10 @@ class LiveSession:
     def _speech(self, buf: np.ndarray) -> list[dict[str, int]]:
         """Speech chunks split at pauses of ``min_silence`` s. VAD splits at pauses of 0.1 s and the chunks closer
         than ``min_silence`` are joined again: about the same chunks as VAD run at ``min_silence`` (it may split a
-        few 32 ms windows sooner where the pause ends in windows between its two thresholds), and a last chunk that is closed once 0.1 s of silence followed it (VAD at ``min_silence`` would
-        report it open until then), so that a pause is seen as it begins: no partial is started in it, and the
-        speculative analysis can start once ``pad`` s of it have passed."""
+        few 32 ms windows sooner where the pause ends in windows between its two thresholds), and a last chunk
+        that is closed once 0.1 s of silence followed it (VAD at ``min_silence`` would report it open until
+        then), so that a pause is seen as it begins: no partial is started in it, and the speculative analysis
+        can start once ``pad`` s of it have passed."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if len(buf) < 512:
